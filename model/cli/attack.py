@@ -1,0 +1,12 @@
+"""`advcritic attack` (placeholder until its owner builds it)."""
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("attack", help="(not built yet)")
+    parser.set_defaults(handler=_not_built)
+
+
+def _not_built(args: argparse.Namespace) -> int:
+    raise SystemExit("advcritic attack is not built yet")

@@ -1,0 +1,88 @@
+"""The one place where runtime settings live.
+
+Everything the study server, the `mturk` command and `analyze-study` read from the
+environment is declared here, so a deployment is described by one set of variables
+(prefix ``ADVCRITIC_``, plus the conventional ``DATABASE_URL``). Nothing else in the
+project reads ``os.environ`` for configuration.
+
+Defaults are the embedded ones (SQLite in the working folder, MTurk sandbox); secrets
+have no default that would work in production: the admin token must be set before the
+admin endpoints answer.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MTURK_SANDBOX_ENDPOINT = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
+MTURK_LIVE_ENDPOINT = "https://mturk-requester.us-east-1.amazonaws.com"
+MTURK_FRAME_ANCESTORS = (
+    "https://www.mturk.com",
+    "https://worker.mturk.com",
+    "https://workersandbox.mturk.com",
+    "https://requester.mturk.com",
+    "https://requestersandbox.mturk.com",
+)
+
+
+class MTurkSettings(BaseSettings):
+    """How HITs are published: money, time limits and who may work on them."""
+
+    model_config = SettingsConfigDict(env_prefix="ADVCRITIC_MTURK_", extra="ignore")
+
+    region: str = "us-east-1"
+    # Overrides the requester endpoint (tests point it at a loopback server).
+    endpoint_url: str | None = None
+    reward_usd: Decimal = Field(default=Decimal("0.50"), ge=Decimal("0.01"))
+    # MTurk's commission on the reward, used for the cost shown before a live publish.
+    fee_fraction: Decimal = Field(default=Decimal("0.20"), ge=0)
+    title: str = "Label 25 handwritten digits"
+    description: str = "Look at 25 small images of handwritten digits and pick the digit each one shows."
+    keywords: str = "image, labeling, digits, handwriting, research"
+    assignment_duration_s: int = Field(default=30 * 60, ge=30)
+    lifetime_s: int = Field(default=7 * 24 * 3600, ge=60)
+    auto_approval_delay_s: int = Field(default=3 * 24 * 3600, ge=0)
+    frame_height: int = Field(default=800, ge=0)
+    # Qualification requirements on real workers (ignored in the sandbox, where nobody has them).
+    min_approval_rate: int | None = Field(default=95, ge=0, le=100)
+    min_approved_hits: int | None = Field(default=100, ge=0)
+    allowed_locales: list[str] = Field(default_factory=list)
+    max_retries: int = Field(default=5, ge=0)
+
+
+class Settings(BaseSettings):
+    """Settings for the study server and the study tools."""
+
+    model_config = SettingsConfigDict(env_prefix="ADVCRITIC_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///advcritic.db",
+        validation_alias=AliasChoices("DATABASE_URL", "ADVCRITIC_DATABASE_URL"),
+    )
+    # Required for /admin endpoints; when unset they answer 503, never an open door.
+    admin_token: SecretStr | None = None
+    # Public base URL of the server (what MTurk's ExternalQuestion points at).
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Hosts allowed to frame the HIT page; MTurk's own by default.
+    frame_ancestors: list[str] = Field(default_factory=lambda: list(MTURK_FRAME_ANCESTORS))
+    # An allocation not submitted within this time goes back to the pool.
+    allocation_timeout_s: int = Field(default=45 * 60, ge=10)
+    items_per_assignment: int = Field(default=25, ge=1)
+    split_seed: int = 0
+    # Largest request body the server accepts, in bytes.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Allow the no-MTurk lab mode (a person opens a link and labels).
+    local_mode: bool = True
+    mturk: MTurkSettings = Field(default_factory=MTurkSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process; tests build their own `Settings(...)` instead."""
+    return Settings()
