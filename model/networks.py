@@ -62,7 +62,7 @@ class LeNet5(nn.Module):
         self.apply(_he_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x.view(-1, *IMAGE_SHAPE)))
+        return self.classifier(self.features(x.reshape(-1, *IMAGE_SHAPE)))
 
 
 class GaussianNoise(nn.Module):
