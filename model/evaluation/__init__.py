@@ -1,0 +1,52 @@
+"""Table 1: evaluate checkpoints of several seeds, aggregate, write Markdown and CSV.
+
+    from model.evaluation import EVALUATION_PRESETS, evaluate_checkpoint, build_rows
+    evaluation = evaluate_checkpoint("runs/ours-fc-s0/checkpoint.pt", EVALUATION_PRESETS["cpu"],
+                                     load_test_split=test_split_loader())
+
+`advcritic table1` is the command-line front end.
+"""
+
+from model.evaluation.paper import PAPER_TABLE1, PaperRow
+from model.evaluation.presets import EVALUATION_PRESETS, EvaluationPreset
+from model.evaluation.results import ATTACK_COLUMNS, AttackSummary, CheckpointEvaluation
+from model.evaluation.runner import (
+    CheckpointInfo,
+    cache_path,
+    describe_checkpoints,
+    evaluate_checkpoint,
+    find_checkpoints,
+    test_split_loader,
+)
+from model.evaluation.table import (
+    Statistic,
+    TableRow,
+    build_rows,
+    csv_text,
+    markdown_document,
+    markdown_table,
+    ordering_report,
+)
+
+__all__ = [
+    "ATTACK_COLUMNS",
+    "EVALUATION_PRESETS",
+    "PAPER_TABLE1",
+    "AttackSummary",
+    "CheckpointEvaluation",
+    "CheckpointInfo",
+    "EvaluationPreset",
+    "PaperRow",
+    "Statistic",
+    "TableRow",
+    "build_rows",
+    "cache_path",
+    "csv_text",
+    "describe_checkpoints",
+    "evaluate_checkpoint",
+    "find_checkpoints",
+    "markdown_document",
+    "markdown_table",
+    "ordering_report",
+    "test_split_loader",
+]

@@ -1,0 +1,169 @@
+"""Each defense, trained for real for a few steps: its loss falls and its parts do their job."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.attacks.gradients import difference_gradients
+from model.defenses import (
+    TABLE_ORDER,
+    AdversaryCriticDefense,
+    RunningClassConfidence,
+    build_defense,
+    canonical_defense_name,
+    resolve_params,
+)
+from model.defenses.margin_maximization import most_sensitive_class, multiclass_hinge
+from model.defenses.virtual_adversarial import VirtualAdversarialTraining, kl_from_logits
+from model.networks import build_classifier
+from tests.training.conftest import tiny_config
+
+
+def make_defense(name: str, seed: int = 0, network: str = "fc", **params: object):
+    torch.manual_seed(seed)
+    config = tiny_config(name, network=network, params=params)
+    return build_defense(name, build_classifier(network), config.params(), config.optimizer)
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_training_steps_lower_the_defense_loss(name, fixed_batch):
+    # The adversary critic's step is ~30x the reference's: half the batch keeps CI quick.
+    x, y = fixed_batch if name != "ours" else (fixed_batch[0][:32], fixed_batch[1][:32])
+    defense = make_defense(name)
+    losses = [float(defense.train_step(x, y, pretraining=False)["loss"]) for _ in range(6)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert min(losses[-2:]) < 0.8 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", TABLE_ORDER)
+def test_every_defense_trains_lenet5_too(name, fixed_batch):
+    """Convolutions under second-order gradients (mm, ours) and the paper's LeNet lambda."""
+    x, y = fixed_batch[0][:32], fixed_batch[1][:32]
+    defense = make_defense(name, network="lenet5")
+    losses = [float(defense.train_step(x, y, pretraining=False)["loss"]) for _ in range(6)]
+    assert min(losses[-2:]) < losses[0], losses
+    if name == "ours":
+        assert defense.params.lam == 0.1
+
+
+def test_adversary_critic_logs_every_term_and_trains_its_critic(fixed_batch):
+    x, y = fixed_batch[0][:32], fixed_batch[1][:32]
+    defense = make_defense("ours")
+    critic_before = {k: v.clone() for k, v in defense.critic_state().items()}
+    confidence_before = defense.confidence.values.clone()
+    metrics = defense.train_step(x, y, pretraining=False)
+    for term in (
+        "nll",
+        "fool",
+        "cycle",
+        "critic_loss",
+        "critic_penalty",
+        "attack_success",
+        "attack_l2",
+    ):
+        assert term in metrics and torch.isfinite(metrics[term]), term
+    # The attack changes most predictions of an untrained net, so the critic terms are live.
+    assert metrics["attack_success"] > 0.5
+    assert metrics["fool"] > 0 and metrics["cycle"] > 0
+    assert any(not torch.equal(critic_before[k], v) for k, v in defense.critic_state().items())
+    assert not torch.equal(confidence_before, defense.confidence.values)
+
+
+def test_critic_fooling_term_reaches_the_classifier_through_the_attack(fixed_batch):
+    """The same step with and without lambda moves the classifier differently: the
+    critic's verdict on A_f(x) is differentiated through the attack into the weights."""
+    x, y = fixed_batch
+    weights = []
+    for lam in (0.0, 0.5):
+        defense = make_defense("ours", lam=lam, cycle=0.0)
+        defense.train_step(x, y, pretraining=False)
+        weights.append(torch.cat([p.detach().flatten() for p in defense.net.parameters()]))
+    assert (weights[0] - weights[1]).abs().max() > 1e-6
+
+
+def test_adversary_critic_pretraining_is_plain_nll_and_leaves_the_critic_alone(fixed_batch):
+    x, y = fixed_batch
+    defense = make_defense("ours")
+    critic_before = {k: v.clone() for k, v in defense.critic_state().items()}
+    metrics = defense.train_step(x, y, pretraining=True)
+    assert set(metrics) == {"loss", "nll", "error"}
+    assert all(torch.equal(critic_before[k], v) for k, v in defense.critic_state().items())
+    assert isinstance(defense, AdversaryCriticDefense) and defense.pretrain_epochs == 1
+
+
+def test_running_class_confidence_follows_the_authors_update():
+    confidence = RunningClassConfidence(3, decay=0.5)
+    # Two samples predicted as class 0 (confidences 0.8 and 0.6), none of classes 1 and 2...
+    logits = torch.log(torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1]]))
+    confidence.update(logits)
+    # ...class 0 moves halfway to the batch mean 0.7; unseen classes keep their value 1.
+    assert torch.allclose(confidence.values, torch.tensor([0.85, 1.0, 1.0]))
+    assert torch.allclose(confidence[torch.tensor([2, 0])], torch.tensor([1.0, 0.85]))
+
+
+def test_multiclass_hinge_matches_its_definition():
+    logits = torch.tensor([[2.0, 1.5, -1.0], [0.0, 3.0, 1.0]])
+    labels = torch.tensor([0, 2])
+    # max(0, 1 + 1.5 - 2) = 0.5 and max(0, 1 + 3 - 1) = 3
+    assert multiclass_hinge(logits, labels, 1.0).item() == pytest.approx((0.5 + 3.0) / 2)
+
+
+def test_margin_penalty_picks_the_class_with_the_most_different_gradient(fixed_batch):
+    x, y = fixed_batch[0][:8], fixed_batch[1][:8]
+    net = build_classifier("fc")
+    logits = net(x)
+    chosen = most_sensitive_class(net, x, y, logits)
+    every_class = torch.arange(10).repeat(len(x), 1)
+    _, _, grads = difference_gradients(net, x, y, every_class)
+    expected = grads.flatten(2).square().sum(2).argmax(1)
+    assert torch.equal(chosen, expected)
+    assert bool((chosen != y).all())
+
+
+def test_virtual_adversarial_direction_beats_a_random_one(fixed_batch):
+    x = fixed_batch[0][:32]
+    defense = make_defense("vat")
+    assert isinstance(defense, VirtualAdversarialTraining)
+    with torch.no_grad():
+        clean = defense.net(x)
+    direction = defense.virtual_adversarial_direction(x, clean)
+    random = torch.randn_like(x)
+    random = random / random.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert torch.allclose(direction.flatten(1).norm(dim=1), torch.ones(len(x)), atol=1e-4)
+    with torch.no_grad():
+        adversarial = kl_from_logits(clean, defense.net(x + 2.0 * direction)).mean()
+        baseline = kl_from_logits(clean, defense.net(x + 2.0 * random)).mean()
+    assert adversarial > 2 * baseline
+
+
+def test_adversarial_training_uses_fgsm_examples(fixed_batch):
+    x, y = fixed_batch
+    defense = make_defense("at")
+    metrics = defense.train_step(x, y, pretraining=False)
+    clean = F.cross_entropy(defense.net(x), y)
+    assert metrics["adversarial_nll"] > metrics["nll"]
+    assert torch.isfinite(clean)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("REF", "reference"), ("fgsm", "at"), ("critic", "ours"), ("mm", "mm")]
+)
+def test_defense_names_and_aliases(name, expected):
+    assert canonical_defense_name(name) == expected
+
+
+def test_unknown_defense_and_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="unknown defense 'pgd'.*reference, at, vat, mm, ours"):
+        canonical_defense_name("pgd")
+    with pytest.raises(ValueError, match="unknown parameter 'epsilon'.*eps"):
+        resolve_params("at", "fc", {"epsilon": "0.1"})
+    with pytest.raises(ValueError, match="invalid VAT parameters"):
+        resolve_params("vat", "fc", {"eps": "-1"})
+
+
+def test_paper_lambda_depends_on_the_network():
+    assert resolve_params("ours", "fc").lam == 0.5
+    assert resolve_params("ours", "lenet5").lam == 0.1
+    assert resolve_params("ours", "lenet5", {"lam": "0.3"}).lam == 0.3
