@@ -27,6 +27,11 @@ MTURK_FRAME_ANCESTORS = (
     "https://requester.mturk.com",
     "https://requestersandbox.mturk.com",
 )
+# Where MTurk tells the HIT page to post the finished assignment (its `turkSubmitTo`).
+MTURK_SUBMIT_HOSTS = (
+    "https://www.mturk.com",
+    "https://workersandbox.mturk.com",
+)
 
 
 class MTurkSettings(BaseSettings):
@@ -71,6 +76,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     # Hosts allowed to frame the HIT page; MTurk's own by default.
     frame_ancestors: list[str] = Field(default_factory=lambda: list(MTURK_FRAME_ANCESTORS))
+    # The only `turkSubmitTo` values the HIT page accepts and posts to; MTurk's own by default
+    # (tests add the loopback address of their MTurk stand-in).
+    turk_submit_hosts: list[str] = Field(default_factory=lambda: list(MTURK_SUBMIT_HOSTS))
     # An allocation not submitted within this time goes back to the pool.
     allocation_timeout_s: int = Field(default=45 * 60, ge=10)
     items_per_assignment: int = Field(default=25, ge=1)

@@ -13,7 +13,7 @@ so they hold under concurrency on both SQLite and PostgreSQL:
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
     text,
@@ -51,7 +52,41 @@ class Base(DeclarativeBase):
 
 def _enum(cls: type[enum.Enum]) -> Enum:
     # Stored as strings with a CHECK constraint: portable, readable in exports.
-    return Enum(cls, native_enum=False, validate_strings=True, length=24, values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=True,
+        name=cls.__name__.lower(),
+        validate_strings=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on every backend.
+
+    SQLite keeps no zone, so without this the same column reads back naive there and
+    aware on PostgreSQL, and comparing the two raises. Naive values are refused on the
+    way in rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 class StimulusKind(str, enum.Enum):
@@ -103,7 +138,7 @@ class Study(Base):
     attack: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     items_per_assignment: Mapped[int] = mapped_column(Integer)
     split_seed: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     stimuli: Mapped[list[Stimulus]] = relationship(back_populates="study")
     assignments: Mapped[list[Assignment]] = relationship(back_populates="study", order_by="Assignment.ordinal")
@@ -172,7 +207,7 @@ class Worker(Base):
     source: Mapped[WorkerSource] = mapped_column(_enum(WorkerSource))
     # MTurk's workerId, or the lab participant's code in local mode.
     external_id: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
 class Allocation(Base):
@@ -199,9 +234,9 @@ class Allocation(Base):
     mturk_assignment_id: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
     hit_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     turk_submit_to: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    allocated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     verification: Mapped[Verification] = mapped_column(_enum(Verification), default=Verification.unverified)
     verification_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -222,7 +257,7 @@ class Label(Base):
     label: Mapped[int] = mapped_column(Integer)
     # Time the item was on screen before the answer, as the browser measured it.
     response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     stimulus: Mapped[Stimulus] = relationship()
 
@@ -238,7 +273,7 @@ class Event(Base):
     worker_external_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     assignment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
 class MTurkHit(Base):
@@ -256,8 +291,8 @@ class MTurkHit(Base):
     hit_type_id: Mapped[str] = mapped_column(String(128))
     unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(32), default="Assignable")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class MTurkAssignment(Base):
@@ -271,7 +306,7 @@ class MTurkAssignment(Base):
     worker_external_id: Mapped[str] = mapped_column(String(128))
     # Submitted | Approved | Rejected, as MTurk says.
     status: Mapped[str] = mapped_column(String(16))
-    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime())

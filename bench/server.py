@@ -1,0 +1,296 @@
+"""Benchmark: a whole 400-assignment study replayed against `study-server serve` + PostgreSQL.
+
+    python bench/server.py                      # 10,000 images, 400 x 25, 50 concurrent clients
+    python bench/server.py --assignments 40 --clients 10 --workers 2
+
+Each simulated worker does what a browser does on MTurk: the preview page, the accepted
+HIT page, accept (allocation), the 25 images, submit. 50 of them run at once (asyncio +
+aiohttp) against uvicorn on a loopback port, in its own process, on a fresh PostgreSQL
+database. Printed: total time, requests, errors, p50/p99 latency (all requests, and per
+step), and the throughput ratio to a bare FastAPI endpoint served by the same uvicorn
+and hammered by the same client in the same run (the ceiling this machine and client
+allow). After the run the database is checked: every label stored once.
+Targets (issue 5): zero errors, p99 under 100 ms, the whole study in under 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# A bare endpoint: what uvicorn + FastAPI + this client do with no work behind them.
+bare_app = FastAPI()
+
+
+@bare_app.get("/bare")
+def bare() -> dict[str, bool]:
+    return {"ok": True}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Recorder:
+    """Times every request and keeps what went wrong (any HTTP status >= 400 is an error)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: list[str] = []
+        self.server_cpu = self.client_cpu = 0.0
+
+    async def call(self, step: str, method: str, url: str, **kwargs: Any) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            async with self.session.request(method, url, **kwargs) as response:
+                body = await response.read()
+                status = response.status
+        except aiohttp.ClientError as error:
+            self.errors.append(f"{step}: {type(error).__name__}: {error}")
+            return None
+        self.latency[step].append(time.perf_counter() - started)
+        if status >= 400:
+            self.errors.append(f"{step}: HTTP {status} {body[:200]!r}")
+            return None
+        return body
+
+    def all(self) -> list[float]:
+        return [v for values in self.latency.values() for v in values]
+
+
+async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) -> None:
+    worker, assignment, hit = (
+        f"BENCHW{index:05d}",
+        f"BENCHA{index:05d}",
+        f"BENCHHIT{index % num_hits:05d}",
+    )
+    submit_host = "https://workersandbox.mturk.com"
+    await recorder.call(
+        "preview",
+        "GET",
+        f"/hit/{slug}",
+        params={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": hit},
+    )
+    params = {
+        "assignmentId": assignment,
+        "hitId": hit,
+        "workerId": worker,
+        "turkSubmitTo": submit_host,
+    }
+    await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    accepted = await recorder.call(
+        "accept",
+        "POST",
+        f"/api/studies/{slug}/accept",
+        json={
+            "worker_id": worker,
+            "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_host},
+        },
+    )
+    if accepted is None:
+        return
+    body = json.loads(accepted)
+    for url in body["item_urls"]:
+        await recorder.call("image", "GET", url)
+    labels = [
+        {"position": p, "label": (index + p) % 10, "response_ms": 900}
+        for p in range(body["num_items"])
+    ]
+    await recorder.call(
+        "submit",
+        "POST",
+        body["submit_url"],
+        json={"worker_id": worker, "mturk_assignment_id": assignment, "labels": labels},
+    )
+
+
+def _client(url: str, clients: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=clients)
+    return aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    )
+
+
+async def replay_study(
+    url: str, slug: str, *, assignments: int, clients: int
+) -> tuple[Recorder, float]:
+    todo = iter(range(assignments))
+    async with _client(url, clients) as session:
+        recorder = Recorder(session)
+
+        async def run_client() -> None:
+            for index in todo:
+                await worker_flow(recorder, slug, index, assignments)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(run_client() for _ in range(clients)))
+        return recorder, time.perf_counter() - started
+
+
+async def hammer_bare(url: str, *, requests: int, clients: int) -> tuple[Recorder, float]:
+    todo = iter(range(requests))
+    async with _client(url, clients) as session:
+        recorder = Recorder(session)
+
+        async def run_client() -> None:
+            for _ in todo:
+                await recorder.call("bare", "GET", "/bare")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(run_client() for _ in range(clients)))
+        return recorder, time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assignments", type=int, default=400)
+    parser.add_argument("--items", type=int, default=25)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes of the study server"
+    )
+    args = parser.parse_args()
+
+    from sqlalchemy import func, select
+
+    from study_server.db.models import Label
+    from study_server.synthetic import write_synthetic_bundle
+    from tests.fixtures.server import (
+        DatabaseFactory,
+        import_study,
+        register_hits,
+        serve_process,
+        session_for,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as workdir:
+        databases = DatabaseFactory(Path(workdir))
+        try:
+            url = databases("postgres")
+            print(
+                f"building a synthetic study of {args.assignments} x {args.items} images on "
+                "PostgreSQL ..."
+            )
+            bundle = write_synthetic_bundle(
+                Path(workdir) / "bundle", n_adversarial=args.assignments * args.items
+            )
+            study = import_study(url, bundle, items_per_assignment=args.items)
+            register_hits(url, study.slug, [f"BENCHHIT{i:05d}" for i in range(args.assignments)])
+
+            with serve_process(url, workers=args.workers) as server:
+                cpu_before, client_before = server.cpu_seconds(), time.process_time()
+                recorder, elapsed = asyncio.run(
+                    replay_study(
+                        server.url, study.slug, assignments=args.assignments, clients=args.clients
+                    )
+                )
+                recorder.server_cpu = server.cpu_seconds() - cpu_before
+                recorder.client_cpu = time.process_time() - client_before
+            bare_requests = len(recorder.all()) // 2
+            bare_command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(ROOT / "bench"),
+                "server:bare_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-access-log",
+                "--workers",
+                str(args.workers),
+            ]
+            bare_port_command = _with_free_port(bare_command)
+            with serve_process(url, command=bare_port_command, health_path="/bare") as bare_server:
+                cpu_before, client_before = bare_server.cpu_seconds(), time.process_time()
+                bare_recorder, bare_elapsed = asyncio.run(
+                    hammer_bare(bare_server.url, requests=bare_requests, clients=args.clients)
+                )
+                bare_recorder.server_cpu = bare_server.cpu_seconds() - cpu_before
+                bare_recorder.client_cpu = time.process_time() - client_before
+            session = session_for(url)
+            try:
+                stored = session.scalar(select(func.count()).select_from(Label))
+                distinct = session.scalar(select(func.count(func.distinct(Label.stimulus_id))))
+            finally:
+                session.close()
+        finally:
+            databases.drop_all()
+
+    _report(args, recorder, elapsed, bare_recorder, bare_elapsed, stored, distinct)
+    return 0
+
+
+def _with_free_port(command: list[str]) -> list[str]:
+    from tests.fixtures.server import free_port
+
+    out = list(command)
+    out[out.index("--port") + 1] = str(free_port())
+    return out
+
+
+def _report(args, recorder, elapsed, bare_recorder, bare_elapsed, stored, distinct) -> None:
+    latencies = recorder.all()
+    throughput = len(latencies) / elapsed
+    bare_throughput = len(bare_recorder.all()) / bare_elapsed
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    print(
+        f"study replay: {args.assignments} assignments x {args.items} items, {args.clients} "
+        "concurrent clients, "
+        f"{args.workers} uvicorn worker(s), PostgreSQL"
+    )
+    print(f"  total time      {elapsed:.2f} s  (target < 20 s)")
+    print(f"  requests        {len(latencies)}  ({throughput:.0f} req/s)")
+    print(f"  errors          {len(recorder.errors)}  (target 0)")
+    print(f"  latency p50     {p50:.1f} ms")
+    print(f"  latency p99     {p99:.1f} ms  (target < 100 ms)")
+    for step, values in recorder.latency.items():
+        print(
+            f"    {step:<8} n={len(values):<6} p50 {percentile(values, 0.5) * 1000:6.1f} ms   "
+            f"p99 {percentile(values, 0.99) * 1000:6.1f} ms   "
+            f"mean {statistics.fmean(values) * 1000:6.1f} ms"
+        )
+    print(
+        f"  labels stored   {stored} for {distinct} distinct images "
+        f"(expected {args.assignments * args.items} each)"
+    )
+    print(
+        f"bare FastAPI endpoint, same uvicorn and client: {len(bare_recorder.all())} requests in "
+        f"{bare_elapsed:.2f} s ({bare_throughput:.0f} req/s), "
+        f"p99 {percentile(bare_recorder.all(), 0.99) * 1000:.1f} ms, "
+        f"{len(bare_recorder.errors)} errors"
+    )
+    print(f"throughput ratio study / bare: {throughput / bare_throughput:.2f}")
+    for name, rec in (("study", recorder), ("bare", bare_recorder)):
+        n = max(1, len(rec.all()))
+        print(
+            f"  CPU per request ({name}): server {rec.server_cpu / n * 1000:.2f} ms, client "
+            f"{rec.client_cpu / n * 1000:.2f} ms"
+        )
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"  machine load average during the run: {' '.join(load)} on {os.cpu_count()} cores")
+    for error in recorder.errors[:5]:
+        print(f"  error: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The FastAPI app, built from a `Settings` (`create_app`), or from the environment for uvicorn.
+
+uvicorn --factory study_server.api.app:create_app     # what `study-server serve` runs
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from study_server.api.routes import admin, health, labeling, pages
+from study_server.api.security import BodySizeLimit, SecurityHeaders
+from study_server.db.session import create_db_engine, create_session_factory
+from study_server.item_cache import ItemImageCache
+from study_server.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = create_db_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Adversary-critic labeling study",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+    app.state.item_images = ItemImageCache()
+    app.include_router(pages.router)
+    app.include_router(labeling.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Added last = outermost: the size cap runs before anything reads the body.
+    app.add_middleware(SecurityHeaders, settings=settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

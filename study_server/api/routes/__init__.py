@@ -1,0 +1,1 @@
+"""One APIRouter per file: HTML pages, the labeling JSON API, admin, health."""

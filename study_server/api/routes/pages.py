@@ -1,0 +1,169 @@
+"""The HTML pages: MTurk's HIT page (ExternalQuestion) and the lab link.
+
+`/hit/{slug}` is what an ExternalQuestion points at. MTurk appends `assignmentId`, `hitId`,
+`workerId` and `turkSubmitTo`; in preview the assignmentId is `ASSIGNMENT_ID_NOT_AVAILABLE`
+and the page shows only instructions and an example that is not a study image. After
+accept the page is the labeling app; it allocates through the JSON API and, once the
+server has stored the labels, posts to `{turkSubmitTo}/mturk/externalSubmit`.
+
+Every parameter is checked against MTurk's id alphabet (400 otherwise) and rendered only
+through Jinja's autoescape or `tojson`; the page carries no stimulus ids or labels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from study_server.api.deps import SettingsDep, in_session
+from study_server.api.schemas import ID_PATTERN
+from study_server.errors import InvalidInputError, NotFoundError, StudyError
+from study_server.importer import SLUG_PATTERN
+from study_server.links import normalized_submit_host
+from study_server.operations import study_by_slug
+
+PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
+router = APIRouter(include_in_schema=False)
+
+Slug = Annotated[str, PathParam(max_length=64)]
+QueryText = Annotated[str | None, Query(max_length=512)]
+
+
+def _message(request: Request, error: StudyError) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "message.html",
+        {"title": "Cannot open this task", "message": error.reason},
+        status_code=error.status,
+    )
+
+
+def _check_id(name: str, value: str | None) -> str:
+    if value is None or not re.fullmatch(ID_PATTERN, value):
+        raise InvalidInputError(
+            f"{name} is missing or malformed (letters, digits, '_' and '-', at most 128)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    """What the pages show of a study, read in one thread hop (see `in_session`)."""
+
+    slug: str
+    class_names: list[str]
+    items_per_assignment: int
+
+
+async def _study(request: Request, slug: str) -> StudyPage:
+    if not SLUG_PATTERN.match(slug):
+        raise NotFoundError("no such study")
+
+    def read(session: Session) -> StudyPage:
+        study = study_by_slug(session, slug)
+        return StudyPage(study.slug, list(study.class_names), study.items_per_assignment)
+
+    return await in_session(request, read)
+
+
+def _noun(class_names: list[str]) -> str:
+    return "digit" if all(name.isdigit() for name in class_names) else "class"
+
+
+def _label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) -> HTMLResponse:
+    context = {
+        "title": "Label images",
+        "noun": _noun(study.class_names),
+        "num_items": study.items_per_assignment,
+        "config": {
+            **config,
+            "acceptUrl": request.url_for("accept", slug=study.slug).path,
+            "classNames": list(study.class_names),
+        },
+    }
+    return templates.TemplateResponse(request, "label.html", context)
+
+
+@router.get("/hit/{slug}", response_class=HTMLResponse)
+async def hit_page(
+    request: Request,
+    slug: Slug,
+    settings: SettingsDep,
+    assignmentId: QueryText = None,
+    hitId: QueryText = None,
+    workerId: QueryText = None,
+    turkSubmitTo: QueryText = None,
+) -> HTMLResponse:
+    try:
+        study = await _study(request, slug)
+        if assignmentId == PREVIEW_ASSIGNMENT_ID:
+            return templates.TemplateResponse(
+                request,
+                "preview.html",
+                {
+                    "title": "Label images (preview)",
+                    "noun": _noun(study.class_names),
+                    "num_items": study.items_per_assignment,
+                    "class_names": study.class_names,
+                },
+            )
+        config = {
+            "mode": "mturk",
+            "assignmentId": _check_id("assignmentId", assignmentId),
+            "hitId": _check_id("hitId", hitId),
+            "workerId": _check_id("workerId", workerId),
+            "turkSubmitTo": normalized_submit_host(settings, turkSubmitTo),
+        }
+        return _label_page(request, study=study, config=config)
+    except StudyError as error:
+        return _message(request, error)
+
+
+@router.get("/lab/{slug}", response_class=HTMLResponse)
+async def lab_start(request: Request, slug: Slug, settings: SettingsDep) -> HTMLResponse:
+    try:
+        if not settings.local_mode:
+            raise NotFoundError("the lab mode is off on this server")
+        study = await _study(request, slug)
+        return templates.TemplateResponse(
+            request,
+            "lab_start.html",
+            {
+                "title": "Label images",
+                "slug": study.slug,
+                "noun": _noun(study.class_names),
+                "num_items": study.items_per_assignment,
+                "pattern": ID_PATTERN[1:-1],
+            },
+        )
+    except StudyError as error:
+        return _message(request, error)
+
+
+@router.get("/lab/{slug}/label", response_class=HTMLResponse)
+async def lab_label(
+    request: Request,
+    slug: Slug,
+    settings: SettingsDep,
+    participant: QueryText = None,
+) -> HTMLResponse:
+    try:
+        if not settings.local_mode:
+            raise NotFoundError("the lab mode is off on this server")
+        study = await _study(request, slug)
+        return _label_page(
+            request,
+            study=study,
+            config={"mode": "local", "workerId": _check_id("participant code", participant)},
+        )
+    except StudyError as error:
+        return _message(request, error)

@@ -1,0 +1,198 @@
+"""`study-server import`: a verified stimulus bundle becomes a study with its assignments.
+
+The bundle is opened with `read_bundle`, which refuses an unknown version and any file that
+does not match the manifest, before anything is written. The whole study (stimuli, images,
+assignments, items) goes in one transaction: a failed import leaves nothing behind.
+Importing the same bundle again is recognised by the manifest's SHA-256 and returns the
+study already there instead of a copy.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from model.stimuli.bundle import Bundle, read_bundle
+from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study
+from study_server.db.session import begin_write
+from study_server.errors import ImportRefused
+from study_server.split import split_into_assignments
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# The manifest fields kept per stimulus (the rest describe the model, kept once on the study).
+_STIMULUS_FIELDS = (
+    "kind",
+    "source_index",
+    "original_label",
+    "prediction_original",
+    "confidence_original",
+    "target",
+    "prediction_adversarial",
+    "confidence_adversarial",
+    "perturbation_l2",
+    "rho",
+    "success",
+    "reached_confidence",
+    "iterations",
+    "image_sha256",
+)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    study_id: int
+    slug: str
+    created: bool
+    stimuli: int
+    assignments: int
+
+
+def default_slug(bundle: Bundle) -> str:
+    """`<defense>-<network>`, e.g. `ours-fc`: what `mturk publish --study` expects by default."""
+    return re.sub(
+        r"[^a-z0-9-]+", "-", f"{bundle.meta.defense}-{bundle.meta.network}".lower()
+    ).strip("-")
+
+
+def import_bundle(
+    *,
+    session: Session,
+    bundle_path: str | Path,
+    slug: str | None = None,
+    items_per_assignment: int,
+    split_seed: int,
+) -> ImportResult:
+    """Import the bundle at `bundle_path` (BundleError if it cannot be trusted)."""
+    bundle = read_bundle(bundle_path)
+    slug = slug or default_slug(bundle)
+    if not SLUG_PATTERN.match(slug):
+        raise ImportRefused(
+            f"study slug {slug!r} must be lowercase letters, digits and '-', at most 64"
+        )
+    if not bundle.records:
+        raise ImportRefused(f"{bundle.path}: the bundle holds no stimuli")
+    begin_write(session)
+    existing = _existing_study(session, bundle=bundle, slug=slug)
+    if existing is not None:
+        return existing
+    try:
+        result = _create_study(
+            session,
+            bundle=bundle,
+            slug=slug,
+            items_per_assignment=items_per_assignment,
+            split_seed=split_seed,
+        )
+        session.commit()
+    except IntegrityError:
+        # Another import of the same bundle won the race: report the study it made.
+        session.rollback()
+        begin_write(session)
+        existing = _existing_study(session, bundle=bundle, slug=slug)
+        if existing is None:
+            raise
+        return existing
+    return result
+
+
+def _existing_study(session: Session, *, bundle: Bundle, slug: str) -> ImportResult | None:
+    study = session.scalar(select(Study).where(Study.manifest_sha256 == bundle.manifest_sha256))
+    if study is not None:
+        if study.slug != slug:
+            raise ImportRefused(
+                f"this bundle is already imported as study {study.slug!r}; it cannot also be "
+                f"{slug!r}"
+            )
+        session.rollback()
+        return ImportResult(
+            study.id, study.slug, False, len(bundle.records), len(study.assignments)
+        )
+    if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
+        raise ImportRefused(
+            f"study slug {slug!r} is taken by another bundle; choose one with --slug"
+        )
+    return None
+
+
+def _create_study(
+    session: Session, *, bundle: Bundle, slug: str, items_per_assignment: int, split_seed: int
+) -> ImportResult:
+    meta = bundle.meta
+    study = Study(
+        slug=slug,
+        defense=meta.defense,
+        network=meta.network,
+        dataset=meta.dataset,
+        seed=meta.seed,
+        bundle_version=bundle.version,
+        manifest_sha256=bundle.manifest_sha256,
+        checkpoint_sha256=meta.checkpoint_sha256,
+        num_classes=meta.num_classes,
+        class_names=list(meta.class_names),
+        attack=dict(meta.attack),
+        items_per_assignment=items_per_assignment,
+        split_seed=split_seed,
+    )
+    session.add(study)
+    session.flush()
+    rows = []
+    for record in bundle.records:
+        fields = asdict(record)
+        rows.append(
+            {
+                "study_id": study.id,
+                "stimulus_key": record.stimulus_id,
+                "image_png": bundle.image_bytes(record),
+                **{name: fields[name] for name in _STIMULUS_FIELDS},
+            }
+        )
+    stimulus_ids = dict(
+        session.execute(
+            insert(Stimulus).returning(
+                Stimulus.stimulus_key, Stimulus.id, sort_by_parameter_order=True
+            ),
+            rows,
+        ).all()
+    )
+    groups = split_into_assignments(
+        [r.stimulus_id for r in bundle.adversarial],
+        [r.stimulus_id for r in bundle.catch],
+        items_per_assignment=items_per_assignment,
+        seed=split_seed,
+    )
+    assignment_rows = [
+        {"study_id": study.id, "ordinal": ordinal, "public_id": secrets.token_urlsafe(16)}
+        for ordinal in range(len(groups))
+    ]
+    assignment_ids = session.scalars(
+        insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True), assignment_rows
+    ).all()
+    session.execute(
+        insert(AssignmentItem),
+        [
+            {"assignment_id": assignment_id, "position": position, "stimulus_id": stimulus_ids[key]}
+            for assignment_id, group in zip(assignment_ids, groups, strict=True)
+            for position, key in enumerate(group)
+        ],
+    )
+    session.add(
+        Event(
+            study_id=study.id,
+            kind="study_imported",
+            detail={
+                "bundle": str(bundle.path),
+                "manifest_sha256": bundle.manifest_sha256,
+                "stimuli": len(rows),
+                "assignments": len(groups),
+                "items_per_assignment": items_per_assignment,
+                "split_seed": split_seed,
+            },
+        )
+    )
+    return ImportResult(study.id, slug, True, len(rows), len(groups))
