@@ -22,8 +22,20 @@ import pytest
 
 from model.cli import main as advcritic
 
-TINY = ["--epochs", "1", "--train-limit", "500", "--limit", "30", "--catch", "5",
-        "--no-figures", "--threads", "1", "--no-progress"]
+TINY = [
+    "--epochs",
+    "1",
+    "--train-limit",
+    "500",
+    "--limit",
+    "30",
+    "--catch",
+    "5",
+    "--no-figures",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def _free_port() -> int:
@@ -48,10 +60,24 @@ def _wait_for(lines: queue.Queue[str], needle: str, seen: list[str], timeout: fl
 
 def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "model", "quickstart", "--workdir", str(tmp_path),
-               "--port", str(port), *TINY]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "model",
+        "quickstart",
+        "--workdir",
+        str(tmp_path),
+        "--port",
+        str(port),
+        *TINY,
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(process, lines), daemon=True).start()
     seen: list[str] = []
@@ -74,8 +100,19 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "ours-fc-s0" / "checkpoint.pt").is_file()
 
     again = subprocess.run(
-        [sys.executable, "-m", "model", "quickstart", "--workdir", str(tmp_path), "--no-serve", *TINY],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "model",
+            "quickstart",
+            "--workdir",
+            str(tmp_path),
+            "--no-serve",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert again.returncode == 0, again.stderr
     assert "is already complete" in again.stdout

@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
     app.state.item_images = ItemImageCache()
+    app.state.study_pages = {}  # slug -> pages.StudyPage; studies are immutable once imported
     app.include_router(pages.router)
     app.include_router(labeling.router)
     app.include_router(admin.router)

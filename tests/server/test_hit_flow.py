@@ -17,7 +17,7 @@ from study_server.db.models import (
     WorkerSource,
 )
 from study_server.operations import WorkerRef, accept
-from tests.fixtures.server import MTURK_TEST_SUBMIT_HOST, session_for
+from tests.fixtures.server import MTURK_TEST_SUBMIT_HOST, import_study, session_for
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 
@@ -34,6 +34,21 @@ def test_preview_shows_instructions_and_an_example_but_no_study_image(live_serve
     assert "Accept the HIT to begin" in page.text
     assert re.findall(r'src="([^"]+)"', page.text) == ["/static/example.png"]
     assert "/api/" not in page.text
+
+
+def test_a_study_imported_while_the_server_runs_is_found_after_a_miss(
+    live_server, study, make_bundle, database_url
+):
+    """The pages keep what they read of a study; a slug not found must not be remembered."""
+    preview = {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "HIT0"}
+    with live_server.client() as client:
+        before = client.get(_hit_url("late-study", **preview))
+        import_study(database_url, make_bundle(n_adversarial=5), slug="late-study")
+        after = client.get(_hit_url("late-study", **preview))
+        again = client.get(_hit_url(study.slug, **preview))
+    assert before.status_code == 404 and "no study named &#39;late-study&#39;" in before.text
+    assert after.status_code == 200 and "Accept the HIT to begin" in after.text
+    assert again.status_code == 200
 
 
 def test_accepted_page_works_in_mturks_iframe_and_holds_no_answer_key(live_server, study):
