@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.cli.errors import UsageError
+from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
+from model.cli.runtime import add_device_arguments, apply_runtime
 
 if TYPE_CHECKING:
     import torch
@@ -47,16 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Checkpoint, data and execution arguments (shared with `advcritic evaluate`)."""
-    parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="trained classifier (advcritic train)"
-    )
-    parser.add_argument(
-        "--dataset", help="dataset (default: the one the checkpoint was trained on)"
-    )
-    parser.add_argument(
-        "--data-root", type=Path, help="folder with the dataset's IDX files, if it needs one"
-    )
-    parser.add_argument("--split", default="test", help="train or test (default test)")
+    add_checkpoint_arguments(parser, purpose="images to attack")
     parser.add_argument(
         "--download",
         action="store_true",
@@ -66,14 +59,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=500, help="images attacked together (default 500)"
     )
-    parser.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: torch's; 1 is often faster on a busy CPU)",
-    )
+    add_device_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -134,26 +120,14 @@ def load_inputs(
     args: argparse.Namespace,
 ) -> tuple[nn.Module, Checkpoint, torch.Tensor, torch.Tensor, torch.device]:
     """Model, checkpoint record, images, labels and device; UsageError for any bad input."""
-    from model.checkpoint import CheckpointError, load_classifier
-    from model.cli.stimuli import parse_device
     from model.datasets import DatasetError, dataset_info, load_dataset
 
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
-    if args.split not in ("train", "test"):
-        raise UsageError(f"--split {args.split!r}: use train or test")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-    device = parse_device(args.device)
-    try:
-        model, checkpoint = load_classifier(args.checkpoint, device=device)
-    except CheckpointError as error:
-        raise UsageError(str(error)) from error
+    check_split(args.split)
+    device = apply_runtime(args)
+    model, checkpoint = load_checkpoint_model(args.checkpoint, device)
     try:
         info = dataset_info(args.dataset or checkpoint.dataset)
         images, labels = load_dataset(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.cli.errors import UsageError
-from model.cli.train import parse_device as check_device
+from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
+from model.cli.runtime import add_device_arguments, apply_runtime
 
 if TYPE_CHECKING:
     import torch
@@ -70,33 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared with `advcritic figures`."""
-    parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="trained classifier (advcritic train)"
-    )
-    parser.add_argument(
-        "--dataset", help="dataset to attack (default: the one the checkpoint was trained on)"
-    )
-    parser.add_argument(
-        "--data-root", type=Path, help="folder with the dataset's IDX files, if it needs one"
-    )
-    parser.add_argument(
-        "--split", default="test", choices=("train", "test"), help="split to attack (default test)"
-    )
+    add_checkpoint_arguments(parser, purpose="split to attack")
     parser.add_argument(
         "--max-iterations", type=int, default=500, help="attack iteration budget (default 500)"
     )
     parser.add_argument(
         "--step-clip", type=float, default=0.1, help="largest L2 step per iteration (default 0.1)"
     )
-    parser.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
-        "with other jobs, 1 can be several times faster",
-    )
+    add_device_arguments(parser)
 
 
 @dataclass(frozen=True)
@@ -114,22 +96,16 @@ def load_model_inputs(args: argparse.Namespace) -> ModelInputs:
     """Validate the shared arguments, load checkpoint, dataset and device (UsageError if bad)."""
     import torch
 
-    from model.checkpoint import CheckpointError, file_sha256, load_classifier
+    from model.checkpoint import file_sha256
     from model.stimuli.attack import AttackSettings
 
     if args.max_iterations < 1:
         raise UsageError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if not args.step_clip > 0:
         raise UsageError(f"--step-clip must be > 0, got {args.step_clip}")
-    device = parse_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    try:
-        model, checkpoint = load_classifier(args.checkpoint, device=device)
-    except CheckpointError as error:
-        raise UsageError(str(error)) from error
+    device = apply_runtime(args)
+    check_split(args.split)
+    model, checkpoint = load_checkpoint_model(args.checkpoint, device)
     dataset = args.dataset or checkpoint.dataset
     source, class_names = load_source(dataset, args.split, args.data_root)
     with torch.no_grad():
@@ -163,17 +139,6 @@ def load_source(dataset: str, split: str, root: Path | None) -> tuple[ImageSourc
     return ImageSource(dataset=info.name, split=split, images=images, labels=labels), list(
         info.class_names
     )
-
-
-def parse_device(name: str) -> torch.device:
-    """`--device NAME` as a torch device (the training command's rule), naming the flag on error.
-
-    `advcritic attack` and `advcritic evaluate` use it too.
-    """
-    try:
-        return check_device(name)
-    except UsageError as error:
-        raise UsageError(f"--device {name!r}: {error}") from error
 
 
 def progress_bar(total: int, enabled: bool, description: str) -> Any:

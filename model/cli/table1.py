@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from model.cli.errors import UsageError
-from model.cli.train import add_runtime_options, apply_runtime
+from model.cli.runtime import apply_runtime
+from model.cli.train import add_runtime_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

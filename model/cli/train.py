@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model.cli.errors import UsageError
+from model.cli.runtime import add_device_arguments, apply_runtime
 
 DIVERGED_EXIT = 3
 
@@ -68,27 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """Where and how a command runs (shared by `train` and `table1`); see `apply_runtime`."""
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    add_device_arguments(parser)
     parser.add_argument("--data-root", type=Path, help="folder with the dataset's IDX files")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for torch (default: torch's; on a busy shared CPU, 1 is "
-        "often many times faster)",
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def apply_runtime(args: argparse.Namespace) -> Any:
-    """Validates --device and applies --threads; returns the torch device."""
-    import torch
-
-    device = parse_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    return device
 
 
 def _resumed_config(args: argparse.Namespace, saved: Any) -> Any:
@@ -167,19 +150,6 @@ def _config(args: argparse.Namespace) -> tuple[Any, Path, bool]:
     config = _new_config(args)
     out = args.out or Path("runs") / config.run_name()
     return config, out, False
-
-
-def parse_device(text: str) -> Any:
-    """A torch device that exists here; UsageError otherwise."""
-    import torch
-
-    try:
-        device = torch.device(text)
-    except RuntimeError as error:
-        raise UsageError(f"unknown device {text!r}: use cpu, cuda or cuda:N") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {text!r} requested but no CUDA GPU is available")
-    return device
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ STIMULI_CASES = [
     (["--dataset", "cifar-10"], "unknown dataset 'cifar-10'"),
     (["--device", "potato"], "unknown device 'potato'"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--split", "valid"], "--split 'valid': use train or test"),
     (["--dataset", "fashion-mnist", "--data-root", "/nonexistent/folder"], "/nonexistent/folder"),
 ]
 
