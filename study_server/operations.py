@@ -140,6 +140,24 @@ def study_by_slug(session: Session, slug: str) -> Study:
     return study
 
 
+def assignment_size_range(session: Session, study_id: int) -> tuple[int, int]:
+    """The fewest and the most items any assignment of the study has.
+
+    `items_per_assignment` is the split's target; the real sizes differ by one where it does
+    not divide the images, and catch trials dealt on top add one or two.
+    """
+    sizes = (
+        select(func.count().label("size"))
+        .select_from(AssignmentItem)
+        .join(Assignment, Assignment.id == AssignmentItem.assignment_id)
+        .where(Assignment.study_id == study_id)
+        .group_by(AssignmentItem.assignment_id)
+        .subquery()
+    )
+    low, high = session.execute(select(func.min(sizes.c.size), func.max(sizes.c.size))).one()
+    return int(low or 0), int(high or 0)
+
+
 def record_event(
     session: Session,
     *,

@@ -51,6 +51,23 @@ def test_a_study_imported_while_the_server_runs_is_found_after_a_miss(
     assert again.status_code == 200
 
 
+def test_the_instructions_give_the_number_of_images_people_will_really_see(
+    live_server, study, make_bundle, database_url
+):
+    """10 images in assignments of 5, one catch trial dealt on top: one has 5 items, one 6."""
+    preview = {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "HIT0"}
+    import_study(database_url, make_bundle(n_adversarial=10, n_catch=1), slug="uneven")
+    with live_server.client() as client:
+        even = client.get(_hit_url(study.slug, **preview)).text
+        uneven = client.get(_hit_url("uneven", **preview)).text
+        sizes = [
+            lab_accept(client, "uneven", participant=f"P{n}").json()["num_items"] for n in range(2)
+        ]
+    assert "Label 5 images" in even and "You will see 5 small images" in even
+    assert "Label 5\u20136 images" in uneven and "You will see 5\u20136 small images" in uneven
+    assert sorted(sizes) == [5, 6]
+
+
 def test_accepted_page_works_in_mturks_iframe_and_holds_no_answer_key(live_server, study):
     params = dict(
         assignmentId="ASSIGN1",

@@ -29,7 +29,7 @@ from study_server.api.schemas import ID_PATTERN
 from study_server.errors import InvalidInputError, NotFoundError, StudyError
 from study_server.importer import SLUG_PATTERN
 from study_server.links import normalized_submit_host
-from study_server.operations import study_by_slug
+from study_server.operations import assignment_size_range, study_by_slug
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
@@ -64,7 +64,15 @@ class StudyPage:
 
     slug: str
     class_names: tuple[str, ...]
-    items_per_assignment: int
+    fewest_items: int
+    most_items: int
+
+    @property
+    def items_text(self) -> str:
+        """How many images a person labels, for the instructions: "25", or "26-27"."""
+        if self.fewest_items == self.most_items:
+            return str(self.most_items)
+        return f"{self.fewest_items}\u2013{self.most_items}"
 
 
 async def _study(request: Request, slug: str) -> StudyPage:
@@ -84,7 +92,8 @@ async def _study(request: Request, slug: str) -> StudyPage:
 
     def read(session: Session) -> StudyPage:
         study = study_by_slug(session, slug)
-        return StudyPage(study.slug, tuple(study.class_names), study.items_per_assignment)
+        fewest, most = assignment_size_range(session, study.id)
+        return StudyPage(study.slug, tuple(study.class_names), fewest, most)
 
     page = await in_session(request, read)
     cache[slug] = page
@@ -99,7 +108,8 @@ def _label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) -
     context = {
         "title": "Label images",
         "noun": _noun(study.class_names),
-        "num_items": study.items_per_assignment,
+        "num_items": study.most_items,
+        "items_text": study.items_text,
         "config": {
             **config,
             "acceptUrl": request.url_for("accept", slug=study.slug).path,
@@ -128,7 +138,7 @@ async def hit_page(
                 {
                     "title": "Label images (preview)",
                     "noun": _noun(study.class_names),
-                    "num_items": study.items_per_assignment,
+                    "items_text": study.items_text,
                     "class_names": list(study.class_names),
                 },
             )
@@ -157,7 +167,7 @@ async def lab_start(request: Request, slug: Slug, settings: SettingsDep) -> HTML
                 "title": "Label images",
                 "slug": study.slug,
                 "noun": _noun(study.class_names),
-                "num_items": study.items_per_assignment,
+                "items_text": study.items_text,
                 "pattern": ID_PATTERN[1:-1],
             },
         )
