@@ -122,7 +122,13 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--epochs", "0"), ("--limit", "-3"), ("--catch", "-1"), ("--port", "70000")],
+    [
+        ("--epochs", "0"),
+        ("--limit", "-3"),
+        ("--catch", "-1"),
+        ("--threads", "0"),
+        ("--port", "70000"),
+    ],
 )
 def test_quickstart_rejects_bad_values(
     option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -88,6 +88,7 @@ def _validate(args: argparse.Namespace) -> None:
         ("--train-limit", args.train_limit, 1),
         ("--limit", args.limit, 1),
         ("--catch", args.catch, 0),
+        ("--threads", args.threads, 1),
         ("--port", args.port, 1),
     ):
         if value is not None and value < low:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     )
     database_url = args.database_url or f"sqlite:///{(workdir / 'study.db').resolve()}"
     public_url = f"http://{args.host}:{args.port}"
-    common = ["--threads", str(args.threads)] if args.threads else []
+    common = ["--threads", str(args.threads)] if args.threads is not None else []
     quiet = ["--no-progress"] if args.no_progress else []
     try:
         train = [

@@ -38,19 +38,37 @@ STIMULI_CASES = [
 ]
 
 
+FIGURE_CASES = [
+    (["--which", "3"], "--which '3'"),
+    (["--which", ""], "--which ''"),
+    (["--confidence", "1.5"], "--confidence must be in (0, 1), got 1.5"),
+    (["--count", "0"], "--count must be in 1..1000"),
+    (["--count", "5000"], "got 5000"),
+    (["--columns", "0"], "--columns must be >= 1, got 0"),
+]
+
+
+BAD_VALUE_CASES = [("stimuli", *case) for case in STIMULI_CASES] + [
+    ("figures", *case) for case in FIGURE_CASES
+]
+
+
 @pytest.mark.parametrize(
-    ("extra", "message"), STIMULI_CASES, ids=[" ".join(a) for a, _ in STIMULI_CASES]
+    ("command", "extra", "message"),
+    BAD_VALUE_CASES,
+    ids=[" ".join([command, *extra]) for command, extra, _ in BAD_VALUE_CASES],
 )
-def test_stimuli_rejects_bad_values(
+def test_bad_values_exit_2_and_write_nothing(
     capsys: pytest.CaptureFixture[str],
     stimulus_checkpoint: Path,
     tmp_path: Path,
+    command: str,
     extra: list[str],
     message: str,
 ) -> None:
-    out = tmp_path / "bundle"
+    out = tmp_path / "out"
     status, err = run(
-        capsys, "stimuli", "--checkpoint", str(stimulus_checkpoint), "--out", str(out), *extra
+        capsys, command, "--checkpoint", str(stimulus_checkpoint), "--out", str(out), *extra
     )
     assert status == 2
     assert message in err
@@ -100,32 +118,3 @@ def test_cuda_device_without_cuda_is_a_usage_error(
         "cuda:0",
     )
     assert status == 2 and "'cuda:0'" in err and "no CUDA GPU" in err
-
-
-FIGURE_CASES = [
-    (["--which", "3"], "--which '3'"),
-    (["--which", ""], "--which ''"),
-    (["--confidence", "1.5"], "--confidence must be in (0, 1), got 1.5"),
-    (["--count", "0"], "--count must be in 1..1000"),
-    (["--count", "5000"], "got 5000"),
-    (["--columns", "0"], "--columns must be >= 1, got 0"),
-]
-
-
-@pytest.mark.parametrize(
-    ("extra", "message"), FIGURE_CASES, ids=[" ".join(a) for a, _ in FIGURE_CASES]
-)
-def test_figures_rejects_bad_values(
-    capsys: pytest.CaptureFixture[str],
-    stimulus_checkpoint: Path,
-    tmp_path: Path,
-    extra: list[str],
-    message: str,
-) -> None:
-    out = tmp_path / "figures"
-    status, err = run(
-        capsys, "figures", "--checkpoint", str(stimulus_checkpoint), "--out", str(out), *extra
-    )
-    assert status == 2
-    assert message in err
-    assert not out.exists()
