@@ -141,16 +141,8 @@ def load_source(dataset: str, split: str, root: Path | None) -> tuple[ImageSourc
     )
 
 
-def progress_bar(total: int, enabled: bool, description: str) -> Any:
-    """A tqdm bar on stderr (None when disabled), closed by the caller."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc=description, file=sys.stderr, dynamic_ncols=True)
-
-
 def run(args: argparse.Namespace) -> int:
+    from model.progress import progress_bar
     from model.stimuli.bundle import BundleError, BundleMeta
     from model.stimuli.generate import CatchPlan, generate_bundle
 
@@ -186,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         class_names=inputs.class_names,
     )
     total = len(inputs.source) if args.limit is None else min(args.limit, len(inputs.source))
-    bar = progress_bar(total, not args.no_progress and sys.stderr.isatty(), "stimuli")
+    bar = progress_bar(total, desc="stimuli", enabled=not args.no_progress and sys.stderr.isatty())
     try:
         report = generate_bundle(
             inputs.model,
@@ -199,13 +191,12 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=inputs.device,
             overwrite=args.overwrite,
-            progress=None if bar is None else bar.update,
+            progress=bar.update,
         )
     except BundleError as error:
         raise UsageError(str(error)) from error
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     print(
         json.dumps(report.as_dict(), indent=2) if args.json else describe_report(report.as_dict())
     )
