@@ -87,6 +87,9 @@ class AdversaryCritic(nn.Module):
     One logit per class; the label only selects which output is read, it is never an
     input to the hidden layers (the paper reports this is more stable than feeding it in).
     Noise std 0.1 on the input and 0.5 on each hidden layer's input, LeakyReLU(0.2).
+    He (fan-in, normal) weights and zero biases, like the classifiers and the authors' critic
+    (`critic_w_init` "msra"): with PyTorch's default init the hidden activations are ~0.1
+    (std) against noise of std 0.5, so the critic would start drowned in its own noise.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class AdversaryCritic(nn.Module):
             width = size
         layers.append(nn.Linear(width, num_classes))
         self.layers = nn.Sequential(*layers)
+        self.apply(_he_init)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Logit that `x` is a real (not adversarial) example of class `label`, shape (N,)."""

@@ -25,7 +25,7 @@ from torch import nn
 from torch.func import functional_call
 
 from model.attacks import closest_boundary_targets, high_confidence_attack_unrolled
-from model.defenses.base import Defense, Metrics, OptimizerSettings
+from model.defenses.base import Batch, Defense, Metrics, OptimizerSettings
 from model.defenses.class_confidence import RunningClassConfidence
 from model.defenses.reference import classification_metrics
 from model.networks import AdversaryCritic
@@ -182,6 +182,45 @@ class AdversaryCriticDefense(Defense):
             target_confidence=target_confidence.mean(),
         )
         return self._minimize(self.optimizer, loss, metrics)
+
+    def monitor(self, train: Batch, held_out: Batch) -> dict[str, float]:
+        """The critic's accuracy (real vs adversarial) on training and held-out digits.
+
+        Measured exactly as the critic is trained (noise on, adversarial examples from the
+        training-form attack at the running C), on fixed samples and with a fixed noise seed,
+        so the two figures differ only by the digits: the critic sees 4,000 digits hundreds
+        of times on mnist-5k, and a held-out accuracy well below the training one would mean
+        it learnt those digits rather than what adversarial images look like."""
+        measured: dict[str, float] = {}
+        device = train[0].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for name, (x, y) in (("train", train), ("heldout", held_out)):
+                torch.manual_seed(0)
+                real, adv = self._critic_accuracy(x, y)
+                measured[f"critic_{name}_acc_real"] = real
+                measured[f"critic_{name}_acc_adv"] = adv
+                measured[f"critic_{name}_acc"] = (real + adv) / 2
+        return measured
+
+    def _critic_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        with torch.no_grad():
+            confidence, predicted = self.net(x).softmax(1).max(1)
+        target = closest_boundary_targets(self.net, x, predicted)
+        x_adv = high_confidence_attack_unrolled(
+            self.net,
+            x,
+            target,
+            self.confidence[target],
+            steps=self.params.attack_steps,
+            overshoot=self.params.attack_overshoot,
+            clip=self.params.attack_clip,
+            create_graph=False,
+        ).detach()
+        with torch.no_grad():
+            adv_label = self.net(x_adv).argmax(1)
+            real = self.critic_net(x, y) >= 0
+            fake = self.critic_net(x_adv, adv_label) < 0
+        return float(real.float().mean()), float(fake.float().mean())
 
     def _attack(
         self, x: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor

@@ -26,6 +26,8 @@ from torch import nn
 from model.defenses.params import NoParams
 
 Metrics = dict[str, torch.Tensor]
+# Images (N, 1, 28, 28) in [0, 1] and their int64 labels.
+Batch = tuple[torch.Tensor, torch.Tensor]
 # Called with a step's metrics before any weight changes; raises if they show divergence.
 MetricsGuard = Callable[[Metrics], None]
 # Wraps a module for multi-process training (DDP) or returns it unchanged.
@@ -115,6 +117,12 @@ class Defense(ABC):
         if not pretraining:
             for schedule in self.schedules().values():
                 schedule.step()
+
+    def monitor(self, train: Batch, held_out: Batch) -> dict[str, float]:
+        """Diagnostics of state the defense trains besides the classifier, measured after an
+        epoch on a fixed sample of training digits and one of held-out digits (the same
+        measurement on both, so a gap between them is overfitting). Nothing is trained."""
+        return {}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"classifier": self.optimizer}

@@ -39,6 +39,8 @@ from model.training.seeding import derived_seed, enable_determinism, epoch_order
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
+# Digits of each split the defense's own diagnostics are measured on (`Defense.monitor`).
+MONITOR_SAMPLE = 500
 
 # Called on the main process after each epoch's checkpoint is on disk.
 EpochCallback = Callable[[int, dict[str, Any]], None]
@@ -255,16 +257,27 @@ class Trainer:
         evaluate = epoch == self.total_epochs or (
             self.config.eval_every > 0 and epoch % self.config.eval_every == 0
         )
+        seconds = time.perf_counter() - started
         return {
             "epoch": epoch,
             "total_epochs": self.total_epochs,
             "phase": "pretrain" if pretraining else "train",
             "steps": len(batches),
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds,
             "lr": learning_rates,
             **meter.means(self.context.all_reduce),
             "test_error": self._test_error() if evaluate else None,
+            **(self._monitor() if evaluate and not pretraining else {}),
         }
+
+    def _monitor(self) -> dict[str, float]:
+        """The defense's diagnostics on fixed samples of training and test digits (the
+        same on every process, so no reduction is needed)."""
+        sample = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(0))
+        sample = sample[:MONITOR_SAMPLE].to(self.images.device)
+        train = (self.images[sample], self.labels[sample])
+        held_out = (self.test_images[:MONITOR_SAMPLE], self.test_labels[:MONITOR_SAMPLE])
+        return self.defense.monitor(train, held_out)
 
     def _test_error(self) -> float:
         # The networks have no dropout or batch norm, so train mode predicts as eval mode would.

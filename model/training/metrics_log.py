@@ -72,7 +72,18 @@ def format_epoch(row: Mapping[str, Any]) -> str:
     shown = [f"epoch {row['epoch']}/{row['total_epochs']}"]
     if row.get("phase") == "pretrain":
         shown.append("(pretraining)")
-    keys = ["loss", "nll", "error", "test_error", "fool", "cycle", "attack_success", "critic_loss"]
+    keys = [
+        "loss",
+        "nll",
+        "error",
+        "test_error",
+        "fool",
+        "cycle",
+        "attack_success",
+        "critic_loss",
+        "critic_train_acc",
+        "critic_heldout_acc",
+    ]
     for key in keys:
         if key in row and row[key] is not None:
             shown.append(f"{key} {row[key]:.4f}")

@@ -167,3 +167,61 @@ def test_paper_lambda_depends_on_the_network():
     assert resolve_params("ours", "fc").lam == 0.5
     assert resolve_params("ours", "lenet5").lam == 0.1
     assert resolve_params("ours", "lenet5", {"lam": "0.3"}).lam == 0.3
+
+
+def test_critic_accuracy_is_monitored_on_held_out_digits(mnist5k, tiny_data, tmp_path):
+    """After each adversarial epoch the log holds the critic's accuracy on training digits and
+    on test digits it never trains on, measured the same way; measuring changes nothing."""
+    from model.training import Trainer
+
+    config = tiny_config("ours", epochs=2)
+    rows = Trainer(config, tmp_path, data=tiny_data, progress=False).run().history
+    assert "critic_heldout_acc" not in rows[0]  # pretraining: the critic is not trained yet
+    for row in rows[1:]:
+        for split in ("train", "heldout"):
+            parts = [row[f"critic_{split}_acc_{kind}"] for kind in ("real", "adv")]
+            assert all(0 <= part <= 1 for part in parts)
+            assert row[f"critic_{split}_acc"] == pytest.approx(sum(parts) / 2)
+
+    defense = make_defense("ours")
+    x, y = fixed_batch_from(mnist5k)
+    defense.train_step(x, y, pretraining=False)
+    held_out = (mnist5k.test_images[:40], mnist5k.test_labels[:40])
+    weights = {k: v.clone() for k, v in defense.net.state_dict().items()}
+    critic = {k: v.clone() for k, v in defense.critic_state().items()}
+    rng = torch.get_rng_state()
+    first = defense.monitor((x, y), held_out)
+    assert defense.monitor((x, y), held_out) == first
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(weights[k], v) for k, v in defense.net.state_dict().items())
+    assert all(torch.equal(critic[k], v) for k, v in defense.critic_state().items())
+
+
+def fixed_batch_from(data):
+    small = data.limited(32)
+    return small.train_images, small.train_labels
+
+
+def test_adversarial_training_clipping_is_a_recorded_option(fixed_batch):
+    """Clipped by default (images people and attacks see are in [0, 1]); `clip=false` is the
+    authors' unclipped FGSM image, a larger step (L2 eps * 28 = 2.8 on every image)."""
+    x, y = fixed_batch
+    assert tiny_config("at").defense_params["clip"] is True
+    assert tiny_config("at", params={"clip": "false"}).defense_params["clip"] is False
+    seen = {}
+    for clip in (True, False):
+        defense = make_defense("at", clip=clip)
+        original = defense.net.forward
+
+        def spy(inputs, clip=clip, original=original):
+            seen.setdefault(clip, []).append(inputs.detach())
+            return original(inputs)
+
+        defense.net.forward = spy
+        defense.objective(x, y)
+    clipped, unclipped = seen[True][-1], seen[False][-1]
+    assert float(clipped.min()) >= 0 and float(clipped.max()) <= 1
+    assert float(unclipped.min()) < 0
+    steps = (unclipped - x).flatten(1).norm(dim=1)
+    torch.testing.assert_close(steps, torch.full_like(steps, 0.1 * 28), rtol=1e-4, atol=1e-4)
+    assert float((clipped - x).flatten(1).norm(dim=1).mean()) < 0.85 * 2.8
