@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from model.cli.errors import UsageError
+from model.cpu_threads import configure_thread_waiting
 
 COMMANDS = ("train", "attack", "evaluate", "table1", "stimuli", "figures", "quickstart")
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_thread_waiting()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -23,8 +23,8 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="CPU threads for PyTorch (default: PyTorch's, one per core); on a CPU shared "
-        "with other jobs, 1 is often several times faster",
+        help="CPU threads for PyTorch (default: PyTorch's, one per core; their waiting is "
+        "tuned so that other processes on the machine do not stall them)",
     )
 
 
