@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mturk.client import MTurkClient
-from mturk.fake import FakeMTurk, serve_fake_mturk
-from mturk.publish import publish
-from mturk.question import external_question_xml
-from mturk.sync import sync
-from study_server.analysis.database import study_sessions
+from markets.mturk.client import MTurkClient
+from markets.mturk.fake import FakeMTurk, serve_fake_mturk
+from markets.mturk.publish import publish
+from markets.mturk.question import external_question_xml
+from markets.mturk.sync import sync
+from study_server.db.access import study_sessions
 from study_server.db.migrate import upgrade
 from study_server.db.models import (
     Allocation,

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contract.bundle import BundleMeta  # noqa: E402
 from model.attacks.high_confidence import STOP_MARGIN  # noqa: E402
 from model.checkpoint import file_sha256, load_classifier  # noqa: E402
 from model.datasets import dataset_info, load_dataset  # noqa: E402
 from model.stimuli.attack import AttackSettings, build_attack  # noqa: E402
-from model.stimuli.bundle import BundleMeta  # noqa: E402
 from model.stimuli.generate import GenerationReport, ImageSource, generate_bundle  # noqa: E402
 
 TARGET_IMAGES = 10_000

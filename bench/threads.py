@@ -138,7 +138,7 @@ def main() -> None:
 
 def report(results: dict[tuple[str, str, str], list[float]], settings: list[str]) -> None:
     median = {key: statistics.median(values) for key, values in results.items()}
-    print(f"\n| workload | setting | idle | busy | busy/idle | idle vs best idle |")
+    print("\n| workload | setting | idle | busy | busy/idle | idle vs best idle |")
     print("|---|---|---|---|---|---|")
     verdicts = []
     for workload, (unit, higher_better) in WORKLOADS.items():

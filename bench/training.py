@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.defenses import TABLE_ORDER, build_defense  # noqa: E402
+from contract.names import DEFENSES
+from model.defenses import build_defense  # noqa: E402
 from model.networks import build_classifier  # noqa: E402
 from model.training import TrainingData, build_config  # noqa: E402
 from model.training.seeding import epoch_order  # noqa: E402
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="training images (default: all)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--defenses", default=",".join(TABLE_ORDER))
+    parser.add_argument("--defenses", default=",".join(DEFENSES))
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

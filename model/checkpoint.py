@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.networks import build_classifier, canonical_network_name
+from contract.names import canonical_network
+from model.networks import build_classifier
 
 CHECKPOINT_FORMAT = "advcritic-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -63,7 +64,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **asdict(checkpoint)}
-    payload["network"] = canonical_network_name(checkpoint.network)
+    payload["network"] = canonical_network(checkpoint.network)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

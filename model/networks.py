@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from contract.names import canonical_network
+
 IMAGE_SHAPE = (1, 28, 28)
 NUM_PIXELS = 28 * 28
 
@@ -118,18 +120,7 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "fc": FullyConnected,
     "lenet5": LeNet5,
 }
-ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "mlp": "fc"}
-
-
-def canonical_network_name(name: str) -> str:
-    """The registry name for `name` (accepts the aliases users type); ValueError if unknown."""
-    key = ALIASES.get(name.lower(), name.lower())
-    if key not in CLASSIFIERS:
-        known = ", ".join(sorted(CLASSIFIERS))
-        raise ValueError(f"unknown network {name!r}; choose one of: {known}")
-    return key
-
 
 def build_classifier(name: str, num_classes: int = 10) -> nn.Module:
     """A freshly initialised classifier by registry name ('fc' or 'lenet5')."""
-    return CLASSIFIERS[canonical_network_name(name)](num_classes=num_classes)
+    return CLASSIFIERS[canonical_network(name)](num_classes=num_classes)

@@ -24,16 +24,14 @@ from pathlib import Path
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from model.stimuli.bundle import BundleError
-from study_server.db.migrate import current_revision, head_revision, upgrade
-from study_server.db.session import create_db_engine, create_session_factory
+from contract.bundle import BundleError
+from contract.cli import UsageError, run_command
+from study_server.db.access import DatabaseNotReady, describe_url, open_engine
+from study_server.db.migrate import current_revision, upgrade
+from study_server.db.session import create_session_factory
 from study_server.errors import StudyError
 from study_server.links import hit_url, lab_url
 from study_server.settings import Settings, get_settings
-
-
-class UsageError(Exception):
-    """Bad input from the command line: exit status 2 with this message."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -48,27 +46,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _session_factory(settings: Settings) -> sessionmaker[Session]:
     """Sessions on the settings' database, refusing one the migrations have not reached."""
-    revision, head = current_revision(settings.database_url), head_revision()
-    if revision != head:
-        raise UsageError(
-            f"the database at {_redacted(settings.database_url)} "
-            f"is at revision {revision or 'none'}, "
-            f"not {head}: run `study-server migrate` first"
-        )
-    return create_session_factory(create_db_engine(settings.database_url))
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return create_session_factory(open_engine(settings.database_url))
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _settings(args)
     upgrade(settings.database_url)
     print(
-        f"database {_redacted(settings.database_url)} is at revision "
+        f"database {describe_url(settings.database_url)} is at revision "
         f"{current_revision(settings.database_url)} (head)"
     )
 
@@ -128,12 +113,12 @@ def cmd_studies(args: argparse.Namespace) -> None:
 
 
 def cmd_lab_url(args: argparse.Namespace) -> None:
-    from study_server.operations import study_by_slug
+    from study_server.db.store import find_study
 
     settings = _settings(args)
     factory = _session_factory(settings)
     with factory() as session:
-        study_by_slug(session, args.slug)
+        find_study(session, args.slug)
     print(lab_url(settings, args.slug))
 
 
@@ -241,21 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class DatabaseUnavailable(Exception):
+    """The database refused the connection or the statement (exit status 1)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.handler(args)
-    except (UsageError, BundleError, StudyError, ArgumentError) as error:
-        print(f"study-server {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OperationalError as error:
-        print(
-            f"study-server {args.command}: cannot use the database: {error.orig}", file=sys.stderr
-        )
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    def call() -> None:
+        try:
+            args.handler(args)
+        except OperationalError as error:
+            raise DatabaseUnavailable(f"cannot use the database: {error.orig}") from error
+
+    return run_command(
+        f"study-server {args.command}",
+        call,
+        usage=(BundleError, StudyError, ArgumentError, DatabaseNotReady),
+        refused=(DatabaseUnavailable,),
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import Allocation, Assignment, Label, Stimulus, Study, Worker
-from study_server.operations import study_by_slug
+from study_server.db.store import find_study
 
 EXPORT_COLUMNS = (
     "study",
@@ -64,7 +64,7 @@ def study_meta(study: Study) -> dict[str, Any]:
 
 
 def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[str, Any]]]:
-    study = study_by_slug(session, study_slug)
+    study = find_study(session, study_slug)
     query = (
         select(Label, Stimulus, Assignment.ordinal, Worker, Allocation)
         .join(Stimulus, Stimulus.id == Label.stimulus_id)

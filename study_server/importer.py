@@ -18,13 +18,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from model.stimuli.bundle import Bundle, read_bundle
+from contract.bundle import Bundle, read_bundle
 from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study
 from study_server.db.session import begin_write
 from study_server.errors import ImportRefused
+from study_server.slug import SLUG_RULE, is_slug
 from study_server.split import split_into_assignments
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 # The manifest fields kept per stimulus (the rest describe the model, kept once on the study).
 _STIMULUS_FIELDS = (
     "kind",
@@ -71,10 +71,8 @@ def import_bundle(
     """Import the bundle at `bundle_path` (BundleError if it cannot be trusted)."""
     bundle = read_bundle(bundle_path)
     slug = slug or default_slug(bundle)
-    if not SLUG_PATTERN.match(slug):
-        raise ImportRefused(
-            f"study slug {slug!r} must be lowercase letters, digits and '-', at most 64"
-        )
+    if not is_slug(slug):
+        raise ImportRefused(f"study slug {slug!r} must be {SLUG_RULE}")
     if not bundle.records:
         raise ImportRefused(f"{bundle.path}: the bundle holds no stimuli")
     begin_write(session)

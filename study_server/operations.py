@@ -36,7 +36,6 @@ from study_server.db.models import (
     Assignment,
     AssignmentItem,
     AssignmentStatus,
-    Event,
     Label,
     MTurkHit,
     Stimulus,
@@ -46,6 +45,7 @@ from study_server.db.models import (
     WorkerSource,
 )
 from study_server.db.session import begin_write
+from study_server.db.store import find_study, record_event
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 
 T = TypeVar("T")
@@ -133,13 +133,6 @@ def _retrying(session: Session, attempt: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def study_by_slug(session: Session, slug: str) -> Study:
-    study = session.scalar(select(Study).where(Study.slug == slug))
-    if study is None:
-        raise NotFoundError(f"no study named {slug!r}")
-    return study
-
-
 def assignment_size_range(session: Session, study_id: int) -> tuple[int, int]:
     """The fewest and the most items any assignment of the study has.
 
@@ -156,26 +149,6 @@ def assignment_size_range(session: Session, study_id: int) -> tuple[int, int]:
     )
     low, high = session.execute(select(func.min(sizes.c.size), func.max(sizes.c.size))).one()
     return int(low or 0), int(high or 0)
-
-
-def record_event(
-    session: Session,
-    *,
-    kind: str,
-    study_id: int | None = None,
-    worker: WorkerRef | None = None,
-    assignment_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    session.add(
-        Event(
-            study_id=study_id,
-            kind=kind,
-            worker_external_id=worker.external_id if worker else None,
-            assignment_id=assignment_id,
-            detail=detail or {},
-        )
-    )
 
 
 def accept(
@@ -202,7 +175,7 @@ def _accept_once(
     timeout: timedelta,
 ) -> Accepted:
     begin_write(session)
-    study = study_by_slug(session, study_slug)
+    study = find_study(session, study_slug)
     if mturk is not None:
         _check_hit(session, study=study, mturk=mturk, worker=worker)
     _expire_overdue(session, study_id=study.id, now=now)
@@ -229,7 +202,7 @@ def _accept_once(
                 session,
                 kind="reaccepted",
                 study_id=study.id,
-                worker=worker,
+                worker=worker.external_id,
                 assignment_id=held.assignment_id,
                 detail={"mturk_assignment_id": mturk.assignment_id, "hit_id": mturk.hit_id},
             )
@@ -264,7 +237,7 @@ def _accept_once(
         session,
         kind="allocated",
         study_id=study.id,
-        worker=worker,
+        worker=worker.external_id,
         assignment_id=assignment.id,
         detail={
             "ordinal": assignment.ordinal,
@@ -476,7 +449,7 @@ def _submit_once(
         session,
         kind="submitted",
         study_id=assignment.study_id,
-        worker=worker,
+        worker=worker.external_id,
         assignment_id=assignment.id,
         detail={
             "labels": len(labels),
@@ -523,7 +496,7 @@ def _resubmission(
 
 
 def study_progress(*, session: Session, study_slug: str) -> StudyProgress:
-    study = study_by_slug(session, study_slug)
+    study = find_study(session, study_slug)
 
     def counts(column: Any, *where: Any) -> dict[str, int]:
         rows = session.execute(select(column, func.count()).where(*where).group_by(column)).all()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.stimuli.bundle import (
+from contract.bundle import (
     BundleMeta,
     StimulusRecord,
     encode_png,

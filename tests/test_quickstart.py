@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from model.cli import main as advcritic
+from pipeline.cli import main as advcritic
 
 TINY = [
     "--epochs",
@@ -63,7 +63,7 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "model",
+        "pipeline",
         "quickstart",
         "--workdir",
         str(tmp_path),
@@ -103,7 +103,7 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "model",
+            "pipeline",
             "quickstart",
             "--workdir",
             str(tmp_path),

@@ -30,7 +30,6 @@ ALIASES = {
     "cw-l2": "cw",
     "carlini-wagner": "cw",
     "high-confidence": "hc",
-    "ours": "hc",
 }
 
 

@@ -1,10 +1,10 @@
-"""`advcritic`: the training and attack side of the platform, one subcommand per module.
+"""The training and attack side's commands, one module each; `advcritic` is assembled from
+these and the pipeline's (pipeline/cli.py).
 
-Each module in `COMMANDS` exposes `register(subparsers)`, which adds its parser and sets
-`handler`. A handler raises `UsageError` for bad input; `main` turns that into a message
-naming the bad value and exit status 2 (argparse's own status for malformed arguments).
-Modules are imported when the parser is built, so keep their top level light: import
-torch-heavy code inside the handler.
+Each module exposes `register(subparsers)`, which adds its parser and sets `handler`. A
+handler raises `UsageError` for bad input (exit status 2, contract/cli.py). Modules are
+imported when the parser is built, so keep their top level light: import torch-heavy code
+inside the handler. `python -m model` (and `torchrun -m model`) runs these commands alone.
 """
 
 from __future__ import annotations
@@ -14,35 +14,30 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from model.cli.errors import UsageError
+from contract.cli import run_command
 from model.cpu_threads import configure_thread_waiting
 
-COMMANDS = ("train", "attack", "evaluate", "table1", "stimuli", "figures", "quickstart")
+COMMANDS = tuple(
+    f"model.cli.{name}" for name in ("train", "attack", "evaluate", "table1", "stimuli", "figures")
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="advcritic",
-        description="Train defended classifiers, attack them, and build human-study stimuli.",
+        description="Train defended classifiers, attack them, build human-study stimuli, and "
+        "run the whole pipeline.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"model.cli.{name}").register(subparsers)
+    for module in modules:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, modules: Sequence[str] = COMMANDS) -> int:
     configure_thread_waiting()  # before anything imports torch
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except UsageError as error:
-        print(f"advcritic {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"advcritic {args.command}: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser(modules).parse_args(argv)
+    return run_command(f"advcritic {args.command}", lambda: args.handler(args))
 
 
 if __name__ == "__main__":

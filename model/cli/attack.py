@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
 from model.cli.runtime import add_device_arguments, apply_runtime
 

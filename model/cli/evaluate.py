@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from contract.cli import UsageError
 from model.cli.attack import (
     add_attack_options,
     add_model_arguments,
@@ -20,7 +21,6 @@ from model.cli.attack import (
     load_inputs,
     parse_attack_names,
 )
-from model.cli.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

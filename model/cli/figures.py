@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 from model.cli.stimuli import add_model_arguments, load_model_inputs
 
 FIGURES = ("2", "4")

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 
 if TYPE_CHECKING:
     import torch

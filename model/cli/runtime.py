@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 
 if TYPE_CHECKING:
     import torch

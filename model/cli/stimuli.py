@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
 from model.cli.runtime import add_device_arguments, apply_runtime
 
@@ -142,8 +142,8 @@ def load_source(dataset: str, split: str, root: Path | None) -> tuple[ImageSourc
 
 
 def run(args: argparse.Namespace) -> int:
+    from contract.bundle import BundleError, BundleMeta
     from model.progress import progress_bar
-    from model.stimuli.bundle import BundleError, BundleMeta
     from model.stimuli.generate import CatchPlan, generate_bundle
 
     for flag, value, low in (

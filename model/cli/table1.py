@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 from model.cli.runtime import apply_runtime
 from model.cli.train import add_runtime_options
 
@@ -72,7 +72,7 @@ def _number(text: str) -> Any:
 
 def _preset(args: argparse.Namespace) -> Any:
     from model.attacks import build_attack
-    from model.evaluation import ATTACK_COLUMNS, EVALUATION_PRESETS
+    from model.table1 import ATTACK_COLUMNS, EVALUATION_PRESETS
 
     preset = EVALUATION_PRESETS[args.preset]
     attacks = {name: dict(settings) for name, settings in preset.attacks.items()}
@@ -112,7 +112,7 @@ def _preset(args: argparse.Namespace) -> Any:
 
 def _checkpoints(args: argparse.Namespace) -> list[Any]:
     from model.checkpoint import CheckpointError
-    from model.evaluation import describe_checkpoints, find_checkpoints
+    from model.table1 import describe_checkpoints, find_checkpoints
 
     try:
         infos = describe_checkpoints(find_checkpoints(args.paths))
@@ -158,7 +158,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.evaluation import (
+    from model.table1 import (
         build_rows,
         csv_text,
         evaluate_checkpoint,

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.cli.errors import UsageError
+from contract.cli import UsageError
 from model.cli.runtime import add_device_arguments, apply_runtime
 
 DIVERGED_EXIT = 3
@@ -85,13 +85,12 @@ def _resumed_config(args: argparse.Namespace, saved: Any) -> Any:
         "batch_size": args.batch_size,
         "train_limit": args.train_limit,
     }
+    from contract.names import canonical_defense, canonical_network
     from model.datasets import canonical_dataset_name
-    from model.defenses import canonical_defense_name
-    from model.networks import canonical_network_name
 
     canonical = {
-        "defense": canonical_defense_name,
-        "network": canonical_network_name,
+        "defense": canonical_defense,
+        "network": canonical_network,
         "dataset": canonical_dataset_name,
     }
     for name, value in given.items():

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from contract.names import canonical_defense
 from model.defenses.adversarial_training import AdversarialTraining
 from model.defenses.adversary_critic import AdversaryCriticDefense
 from model.defenses.base import (
@@ -34,7 +35,7 @@ from model.defenses.params import build_params, parse_assignments
 from model.defenses.reference import Reference
 from model.defenses.virtual_adversarial import VirtualAdversarialTraining
 
-DEFENSES: dict[str, type[Defense]] = {
+DEFENSE_CLASSES: dict[str, type[Defense]] = {
     cls.name: cls
     for cls in (
         Reference,
@@ -44,29 +45,8 @@ DEFENSES: dict[str, type[Defense]] = {
         AdversaryCriticDefense,
     )
 }
-ALIASES = {
-    "ref": "reference",
-    "none": "reference",
-    "fgsm": "at",
-    "adversarial-training": "at",
-    "margin": "mm",
-    "critic": "ours",
-    "adversary-critic": "ours",
-}
-# The paper's Table 1 row order (and its robustness ordering, weakest first).
-TABLE_ORDER = ("reference", "at", "vat", "mm", "ours")
-
-
-def canonical_defense_name(name: str) -> str:
-    """The registry name for `name` (accepts aliases); ValueError naming the choices."""
-    key = ALIASES.get(name.lower(), name.lower())
-    if key not in DEFENSES:
-        raise ValueError(f"unknown defense {name!r}; choose one of: {', '.join(TABLE_ORDER)}")
-    return key
-
-
 def defense_class(name: str) -> type[Defense]:
-    return DEFENSES[canonical_defense_name(name)]
+    return DEFENSE_CLASSES[canonical_defense(name)]
 
 
 def resolve_params(name: str, network: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -93,9 +73,7 @@ def build_defense(
 
 
 __all__ = [
-    "ALIASES",
-    "DEFENSES",
-    "TABLE_ORDER",
+    "DEFENSE_CLASSES",
     "AdversarialTraining",
     "AdversaryCriticDefense",
     "Defense",
@@ -107,7 +85,6 @@ __all__ = [
     "VirtualAdversarialTraining",
     "build_defense",
     "build_params",
-    "canonical_defense_name",
     "defense_class",
     "parse_assignments",
     "resolve_params",

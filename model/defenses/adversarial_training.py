@@ -41,7 +41,6 @@ class AdversarialTraining(SingleObjectiveDefense):
     """
 
     name = "at"
-    title = "AT [7]"
     Params = AdversarialTrainingParams
     default_optimizer = Reference.default_optimizer
 

@@ -81,7 +81,6 @@ class AdversaryCriticDefense(Defense):
     NeurIPS 2018."""
 
     name = "ours"
-    title = "Ours"
     Params = CriticParams
     default_optimizer = OptimizerSettings(
         lr=5e-4, betas=(0.5, 0.999), decay_every=40, decay_factor=0.5

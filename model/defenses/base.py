@@ -79,8 +79,6 @@ class Defense(ABC):
     """
 
     name: ClassVar[str]
-    # How the paper's Table 1 names the defense.
-    title: ClassVar[str]
     Params: ClassVar[type] = NoParams
     # The paper preset's optimizer for this defense (the CPU preset rescales the schedule).
     default_optimizer: ClassVar[OptimizerSettings]

@@ -51,7 +51,6 @@ class MarginMaximization(SingleObjectiveDefense):
     """
 
     name = "mm"
-    title = "MM [19]"
     Params = MarginParams
     default_optimizer = Reference.default_optimizer
 

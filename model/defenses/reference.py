@@ -19,7 +19,6 @@ class Reference(SingleObjectiveDefense):
     """No defense: the baseline every robustness figure is compared against."""
 
     name = "reference"
-    title = "Reference"
     # Adam 1e-3, decayed 0.95 per epoch, as in the authors' baseline code (margin_maximization).
     default_optimizer = OptimizerSettings(lr=1e-3, decay_every=1, decay_factor=0.95)
 

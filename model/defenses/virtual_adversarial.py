@@ -48,7 +48,6 @@ class VirtualAdversarialTraining(SingleObjectiveDefense):
     """
 
     name = "vat"
-    title = "VAT [16]"
     Params = VATParams
     default_optimizer = Reference.default_optimizer
 

@@ -37,7 +37,7 @@ class AttackSettings:
     # average instead of 32, for L2 norms within 1%.
     aim_margin: float = 0.1
     # After 8-bit rounding: how many short rounds may push a stimulus back over C, and
-    # the iteration budget of each (see model/stimuli/protocol.py).
+    # the iteration budget of each (see model/stimuli/store_and_measure.py).
     repair_rounds: int = 3
     repair_iterations: int = 20
 

@@ -21,8 +21,8 @@ from model.stimuli.attack import AttackSettings, boundary_examples
 from model.stimuli.generate import ImageSource
 from model.stimuli.grids import Panel, as_grid, save_panels
 from model.stimuli.outcome import attack_goal, predict_with_confidence, softmax_predictions
-from model.stimuli.protocol import attack_and_measure
 from model.stimuli.quantize import dequantize, quantize, to_numpy_pixels
+from model.stimuli.store_and_measure import attack_and_measure
 
 
 @dataclass(frozen=True)

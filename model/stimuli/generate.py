@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from contract.bundle import BundleMeta, StimulusRecord, write_bundle
 from model.stimuli.attack import AttackSettings
-from model.stimuli.bundle import BundleMeta, StimulusRecord, write_bundle
 from model.stimuli.catch import select_catch_indices
 from model.stimuli.outcome import BatchOutcome, measure_batch
 from model.stimuli.pool import attack_pool
-from model.stimuli.protocol import store_and_measure
 from model.stimuli.records import outcome_records
+from model.stimuli.store_and_measure import store_and_measure
 
 # Images attacked together; on a CPU, matrix products reach full speed from ~1,000 rows.
 DEFAULT_BATCH_SIZE = 1000

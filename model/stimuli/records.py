@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from model.stimuli.bundle import BundleMeta, StimulusRecord, encode_png, image_path, sha256_bytes
+from contract.bundle import BundleMeta, StimulusRecord, encode_png, image_path, sha256_bytes
 from model.stimuli.outcome import BatchOutcome
 from model.stimuli.quantize import to_numpy_pixels
 

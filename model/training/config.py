@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.names import canonical_defense, canonical_network
 from model.datasets import canonical_dataset_name
-from model.defenses import canonical_defense_name, defense_class, resolve_params
+from model.defenses import defense_class, resolve_params
 from model.defenses.base import OptimizerSettings
-from model.networks import canonical_network_name
 
 PAPER_EPOCHS = 100
 
@@ -125,8 +125,8 @@ def build_config(
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
-    defense = canonical_defense_name(defense)
-    network = canonical_network_name(network)
+    defense = canonical_defense(defense)
+    network = canonical_network(network)
     epochs = chosen.epochs if epochs is None else epochs
     batch_size = chosen.batch_size if batch_size is None else batch_size
     for label, value in (("epochs", epochs), ("batch size", batch_size), ("seed", seed + 1)):

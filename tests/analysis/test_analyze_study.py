@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from study_server.analysis.cli import main as analyze_study
-from study_server.analysis.stats import wilson_interval
+from analysis.cli import main as analyze_study
+from analysis.stats import wilson_interval
 from tests.fixtures.mturk import label_by_rule, records_by_image
 from tests.fixtures.server import (
     ADMIN_TOKEN,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from study_server.analysis.stats import Z_95, Share, wilson_interval
+from analysis.stats import Z_95, Share, wilson_interval
 
 
 def _score_test_bounds(k: int, n: int) -> tuple[float, float]:

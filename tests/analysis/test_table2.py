@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from study_server.analysis.labels import AnalysisError, LabelRow, StudyInfo, StudyLabels
-from study_server.analysis.paper import PAPER_TABLE2, canonical_network, paper_row
-from study_server.analysis.table2 import choose_studies, compute_table2, exclusion_reason
+from analysis.labels import AnalysisError, LabelRow, StudyInfo, StudyLabels
+from analysis.table2 import choose_studies, compute_table2, exclusion_reason
+from contract.names import canonical_network
+from contract.paper import PAPER_TABLE2, paper_table2
 
 
 def row(
@@ -132,10 +133,13 @@ def test_choosing_studies():
 
 
 def test_the_papers_table_2_as_printed():
-    assert len(PAPER_TABLE2) == 10
+    assert sum(len(rows) for rows in PAPER_TABLE2.values()) == 10
     assert (
-        paper_row("lenet-5", "mm").change_pct == 81.77
-        and paper_row("FC", "reference").no_change_pct == 98.74
+        paper_table2("lenet-5", "mm").change_pct == 81.77
+        and paper_table2("FC", "reference").no_change_pct == 98.74
     )
-    assert paper_row("fc", "ours").other_pct == 2.15
-    assert canonical_network("LeNet") == "lenet5" and canonical_network("vgg") is None
+    assert paper_table2("fc", "ours").other_pct == 2.15
+    assert paper_table2("vgg", "ours") is None and paper_table2("fc", "pgd") is None
+    assert canonical_network("LeNet") == "lenet5"
+    with pytest.raises(ValueError, match="unknown network 'vgg'"):
+        canonical_network("vgg")

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.networks import (
-    AdversaryCritic,
-    FullyConnected,
-    LeNet5,
-    build_classifier,
-    canonical_network_name,
-)
+from contract.names import canonical_network
+from model.networks import AdversaryCritic, FullyConnected, LeNet5, build_classifier
 
 
 @pytest.mark.parametrize(
@@ -97,6 +92,6 @@ def test_critic_initialised_like_the_authors(mnist5k_test_set) -> None:
 
 
 def test_unknown_network_name() -> None:
-    assert canonical_network_name("LeNet-5") == "lenet5"
+    assert canonical_network("LeNet-5") == "lenet5"
     with pytest.raises(ValueError, match="unknown network 'resnet'; choose one of: fc, lenet5"):
         build_classifier("resnet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mturk.cli import main as mturk
+from markets.mturk.cli import main as mturk
 from tests.fixtures.mturk import cli_settings
 from tests.fixtures.server import import_study
 

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from mturk import errors
-from mturk.fake import Fault
-from mturk.question import external_question_xml
-from mturk.records import Hit, HitTypeSpec
+from markets.mturk import errors
+from markets.mturk.fake import Fault
+from markets.mturk.question import external_question_xml
+from markets.mturk.records import Hit, HitTypeSpec
 from tests.fixtures.mturk import make_client
 
 SPEC = HitTypeSpec("Label digits", "Look and label", "digits", Decimal("0.50"), 600, 3600)
@@ -96,7 +96,7 @@ def test_lists_are_paged_through_and_come_back_as_plain_records(fake_mturk, mtur
 
 
 def test_the_endpoint_is_the_sandbox_unless_live_is_asked_for():
-    from mturk.client import MTurkClient
+    from markets.mturk.client import MTurkClient
     from study_server.settings import MTURK_LIVE_ENDPOINT, MTURK_SANDBOX_ENDPOINT, MTurkSettings
 
     assert MTurkClient(MTurkSettings()).endpoint_url == MTURK_SANDBOX_ENDPOINT
@@ -110,7 +110,7 @@ def test_the_endpoint_is_the_sandbox_unless_live_is_asked_for():
 def test_an_unreachable_endpoint_is_a_clear_error(mturk_settings):
     import boto3
 
-    from mturk.client import MTurkClient
+    from markets.mturk.client import MTurkClient
 
     session = boto3.session.Session(
         aws_access_key_id="A", aws_secret_access_key="B", region_name="us-east-1"

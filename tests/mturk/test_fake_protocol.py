@@ -11,7 +11,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from mturk.question import EXTERNAL_QUESTION_NS
+from markets.mturk.question import EXTERNAL_QUESTION_NS
 
 TARGET = "MTurkRequesterServiceV20170117"
 QUESTION = (

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from mturk.cli import main as mturk
-from study_server.analysis.cli import main as analyze_study
+from analysis.cli import main as analyze_study
+from markets.mturk.cli import main as mturk
 from study_server.db.models import Allocation, MTurkAssignment, MTurkHit, Verification, Worker
 from tests.fixtures.mturk import cli_settings, do_hit, open_assignment, records_by_image
 from tests.fixtures.server import import_study, make_settings, session_for

@@ -7,18 +7,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from mturk import errors
-from mturk import publish as publish_module
-from mturk.fake import WorkerProfile
-from mturk.publish import (
+from markets.mturk import errors
+from markets.mturk import publish as publish_module
+from markets.mturk.fake import WorkerProfile
+from markets.mturk.publish import (
     PublishDeclined,
     annotation,
     exclusion_qualification_name,
     publish,
     request_token,
 )
-from mturk.records import PERCENT_APPROVED_QUALIFICATION
-from study_server.analysis.database import study_sessions
+from markets.mturk.records import PERCENT_APPROVED_QUALIFICATION
+from study_server.db.access import study_sessions
 from study_server.db.models import MTurkHit, Study
 from tests.fixtures.mturk import make_client
 from tests.fixtures.server import import_study, session_for

@@ -6,7 +6,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from mturk.question import (
+from markets.mturk.question import (
     EXTERNAL_QUESTION_NS,
     QuestionError,
     external_question_xml,

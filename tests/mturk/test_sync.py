@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from mturk.cli import main as mturk
+from markets.mturk.cli import main as mturk
 from study_server.db.models import Allocation, MTurkHit, Verification
 from tests.fixtures.mturk import cli_settings, do_hit, records_by_image
 from tests.fixtures.server import import_study, make_settings, session_for

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from model.stimuli.bundle import BundleError, read_bundle
+from contract.bundle import BundleError, read_bundle
 from study_server.cli import main
 from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study
 from study_server.errors import ImportRefused

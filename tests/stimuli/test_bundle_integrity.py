@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.bundle import META_FILE, BundleError, read_bundle
 from model.stimuli import generate
-from model.stimuli.bundle import META_FILE, BundleError, read_bundle
 
 
 def manifest_lines(bundle: Path) -> list[dict]:
@@ -188,7 +188,7 @@ def test_a_crash_while_overwriting_keeps_the_old_bundle(
 def test_the_bundle_reader_needs_no_torch(stimulus_bundle: Path) -> None:
     """The study server reads bundles in an install without PyTorch."""
     code = (
-        "import sys; from model.stimuli.bundle import read_bundle; "
+        "import sys; from contract.bundle import read_bundle; "
         f"b = read_bundle({str(stimulus_bundle)!r}); "
         "assert 'torch' not in sys.modules, 'torch was imported'; print(len(b.records))"
     )

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.bundle import BUNDLE_VERSION, Bundle, read_bundle
 from model.attacks.high_confidence import MAX_CONFIDENCE
 from model.checkpoint import file_sha256, load_checkpoint
-from model.stimuli.bundle import BUNDLE_VERSION, Bundle, read_bundle
 from tests.stimuli.conftest import BUNDLE_ADVERSARIAL, BUNDLE_CATCH
 
 # Re-running the model on a different batch composition moves float32 outputs by ~1e-7;
@@ -147,8 +147,8 @@ def test_failed_attacks_are_kept_and_marked(stimulus_checkpoint: Path, tmp_path:
 def test_generation_is_reproducible(
     stimulus_model: torch.nn.Module, mnist5k_test, mnist5k_train, tmp_path: Path
 ) -> None:
+    from contract.bundle import BundleMeta
     from model.stimuli.attack import AttackSettings
-    from model.stimuli.bundle import BundleMeta
     from model.stimuli.generate import CatchPlan, ImageSource, generate_bundle
 
     source = ImageSource("mnist-5k", "test", *mnist5k_test)

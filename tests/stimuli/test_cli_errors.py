@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.bundle import read_bundle
 from model.cli import main
-from model.stimuli.bundle import read_bundle
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from model.stimuli.attack import AttackSettings, attack_batch
-from model.stimuli.protocol import store_and_measure
+from model.stimuli.store_and_measure import store_and_measure
 
 
 def test_stored_images_short_of_the_goal_are_repaired_and_counted(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.stimuli.bundle import encode_png
+from contract.bundle import encode_png
 from model.stimuli.catch import select_catch_indices
 from model.stimuli.quantize import dequantize, quantize, to_numpy_pixels
 

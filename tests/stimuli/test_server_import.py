@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from model.stimuli.bundle import read_bundle
+from contract.bundle import read_bundle
 from study_server.db.models import Stimulus, Study
 from tests.fixtures.server import import_study, session_for
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contract.names import DEFENSES
 from model.checkpoint import load_checkpoint
-from model.defenses import TABLE_ORDER
 from model.training import Trainer, build_config
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 MAX_TEST_ERROR = {"reference": 0.08, "at": 0.08, "vat": 0.08, "mm": 0.10, "ours": 0.10}
 
 
-@pytest.mark.parametrize("name", TABLE_ORDER)
+@pytest.mark.parametrize("name", DEFENSES)
 def test_cpu_preset_trains_a_usable_classifier(name, mnist5k, tmp_path):
     config = build_config(defense=name, network="fc", preset="cpu", seed=0)
     trainer = Trainer(config, tmp_path, data=mnist5k, progress=False)

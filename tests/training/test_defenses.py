@@ -6,13 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from contract.names import DEFENSES, canonical_defense
 from model.attacks.gradients import difference_gradients
 from model.defenses import (
-    TABLE_ORDER,
     AdversaryCriticDefense,
     RunningClassConfidence,
     build_defense,
-    canonical_defense_name,
     resolve_params,
 )
 from model.defenses.margin_maximization import most_sensitive_class, multiclass_hinge
@@ -27,7 +26,7 @@ def make_defense(name: str, seed: int = 0, network: str = "fc", **params: object
     return build_defense(name, build_classifier(network), config.params(), config.optimizer)
 
 
-@pytest.mark.parametrize("name", TABLE_ORDER)
+@pytest.mark.parametrize("name", DEFENSES)
 def test_training_steps_lower_the_defense_loss(name, fixed_batch):
     # The adversary critic's step is ~30x the reference's: half the batch keeps CI quick.
     x, y = fixed_batch if name != "ours" else (fixed_batch[0][:32], fixed_batch[1][:32])
@@ -37,7 +36,7 @@ def test_training_steps_lower_the_defense_loss(name, fixed_batch):
     assert min(losses[-2:]) < 0.8 * losses[0], losses
 
 
-@pytest.mark.parametrize("name", TABLE_ORDER)
+@pytest.mark.parametrize("name", DEFENSES)
 def test_every_defense_trains_lenet5_too(name, fixed_batch):
     """Convolutions under second-order gradients (mm, ours) and the paper's LeNet lambda."""
     x, y = fixed_batch[0][:32], fixed_batch[1][:32]
@@ -151,12 +150,12 @@ def test_adversarial_training_uses_fgsm_examples(fixed_batch):
     ("name", "expected"), [("REF", "reference"), ("fgsm", "at"), ("critic", "ours"), ("mm", "mm")]
 )
 def test_defense_names_and_aliases(name, expected):
-    assert canonical_defense_name(name) == expected
+    assert canonical_defense(name) == expected
 
 
 def test_unknown_defense_and_bad_parameters_are_named():
     with pytest.raises(ValueError, match="unknown defense 'pgd'.*reference, at, vat, mm, ours"):
-        canonical_defense_name("pgd")
+        canonical_defense("pgd")
     with pytest.raises(ValueError, match="unknown parameter 'epsilon'.*eps"):
         resolve_params("at", "fc", {"epsilon": "0.1"})
     with pytest.raises(ValueError, match="invalid VAT parameters"):

@@ -9,8 +9,8 @@ import pickle
 import pytest
 import torch
 
+from contract.names import DEFENSES
 from model.checkpoint import load_checkpoint, load_classifier, save_checkpoint
-from model.defenses import TABLE_ORDER
 from model.training import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -23,7 +23,7 @@ from model.training import (
 from tests.training.conftest import tiny_config
 
 
-@pytest.mark.parametrize("name", TABLE_ORDER)
+@pytest.mark.parametrize("name", DEFENSES)
 def test_checkpoint_round_trips_for_every_defense(name, tiny_data, tmp_path):
     config = tiny_config(name, eval_every=0)
     trainer = Trainer(config, tmp_path, data=tiny_data, progress=False)

@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from model.cli import main
-from model.evaluation import (
+from model.table1 import (
     AttackSummary,
     CheckpointEvaluation,
     build_rows,
@@ -17,7 +17,7 @@ from model.evaluation import (
     markdown_table,
     ordering_report,
 )
-from model.evaluation.presets import EVALUATION_PRESETS
+from model.table1.presets import EVALUATION_PRESETS
 from model.training import CHECKPOINT_FILE, Trainer
 from tests.training.conftest import tiny_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 
 from study_server.api.deps import AdminDep, SessionDep
@@ -13,10 +13,10 @@ from study_server.db.models import Study
 from study_server.errors import StudyError
 from study_server.export import label_rows, study_meta, to_csv
 from study_server.operations import StudyProgress, study_progress
+from study_server.slug import Slug
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
 
-Slug = Annotated[str, Path(max_length=64)]
 
 
 @router.get("/studies")

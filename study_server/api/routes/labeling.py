@@ -23,6 +23,7 @@ from study_server.api.schemas import (
     SubmitResponse,
 )
 from study_server.db.models import WorkerSource
+from study_server.db.store import record_event
 from study_server.errors import NotFoundError, StudyError
 from study_server.links import normalized_submit_host
 from study_server.operations import (
@@ -33,9 +34,9 @@ from study_server.operations import (
     WorkerRef,
     accept,
     item_image,
-    record_event,
     submit,
 )
+from study_server.slug import Slug
 
 router = APIRouter(prefix="/api", tags=["labeling"])
 
@@ -60,7 +61,7 @@ def _audited(
             record_event(
                 session,
                 kind="refused",
-                worker=worker,
+                worker=worker.external_id if worker else None,
                 detail={"action": action, "status": error.status, "reason": error.reason, **detail},
             )
             session.commit()
@@ -72,7 +73,7 @@ def _audited(
 @router.post("/studies/{slug}/accept", name="accept", response_model=AcceptResponse)
 async def accept_assignment(
     request: Request,
-    slug: Annotated[str, Path(max_length=64)],
+    slug: Slug,
     body: AcceptRequest,
     settings: SettingsDep,
 ) -> AcceptResponse:

@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.schemas import ID_PATTERN
+from study_server.db.store import find_study
 from study_server.errors import InvalidInputError, NotFoundError, StudyError
-from study_server.importer import SLUG_PATTERN
 from study_server.links import normalized_submit_host
-from study_server.operations import assignment_size_range, study_by_slug
+from study_server.operations import assignment_size_range
+from study_server.slug import Slug, is_slug
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
@@ -37,7 +37,6 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "tem
 templates.env.auto_reload = False
 router = APIRouter(include_in_schema=False)
 
-Slug = Annotated[str, PathParam(max_length=64)]
 QueryText = Annotated[str | None, Query(max_length=512)]
 
 
@@ -84,14 +83,14 @@ async def _study(request: Request, slug: str) -> StudyPage:
     queued for the GIL behind accepts and submits. Only studies that exist are kept, so an
     unknown slug always asks the database (a study imported later is found).
     """
-    if not SLUG_PATTERN.match(slug):
+    if not is_slug(slug):
         raise NotFoundError("no such study")
     cache: dict[str, StudyPage] = request.app.state.study_pages
     if (page := cache.get(slug)) is not None:
         return page
 
     def read(session: Session) -> StudyPage:
-        study = study_by_slug(session, slug)
+        study = find_study(session, slug)
         fewest, most = assignment_size_range(session, study.id)
         return StudyPage(study.slug, tuple(study.class_names), fewest, most)
 

@@ -1,0 +1,157 @@
+"""Where `analyze-study` gets its labels: the study database, or files exported from it.
+
+Both roads give the same rows, because the database road goes through the server's own
+export (`study_server.export.label_rows`): one row per stored label with the stimulus
+(kind, original label, attack target), the worker and the state of the submission. Which
+rows count is decided later, in one place (`table2.counted`), for both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from study_server.db.access import study_sessions
+from study_server.db.models import Study
+from study_server.export import label_rows
+
+
+class AnalysisError(ValueError):
+    """Input the analysis cannot work with: no such study, no usable labels, a broken export."""
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    slug: str
+    defense: str
+    network: str
+    dataset: str
+    class_names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    study: str
+    assignment: int
+    kind: str  # "adversarial" | "catch"
+    original_label: int
+    target: int | None
+    label: int
+    worker_source: str  # "mturk" | "local"
+    worker_id: str
+    allocation_status: str
+    verification: str  # "confirmed" | "flagged" | "unverified" | "not_applicable"
+
+
+@dataclass(frozen=True)
+class StudyLabels:
+    info: StudyInfo
+    rows: tuple[LabelRow, ...]
+
+
+_REQUIRED = (
+    "study",
+    "defense",
+    "network",
+    "assignment",
+    "kind",
+    "original_label",
+    "target",
+    "label",
+    "worker_source",
+    "worker_id",
+    "allocation_status",
+    "verification",
+)
+
+
+def _row(raw: dict[str, Any], where: str) -> LabelRow:
+    missing = [name for name in _REQUIRED if name not in raw]
+    if missing:
+        raise AnalysisError(
+            f"{where}: missing column(s) {', '.join(missing)}; is this an export of `study-server`?"
+        )
+    try:
+        target = raw["target"]
+        return LabelRow(
+            study=str(raw["study"]),
+            assignment=int(raw["assignment"]),
+            kind=str(raw["kind"]),
+            original_label=int(raw["original_label"]),
+            target=None if target in (None, "") else int(target),
+            label=int(raw["label"]),
+            worker_source=str(raw["worker_source"]),
+            worker_id=str(raw["worker_id"]),
+            allocation_status=str(raw["allocation_status"]),
+            verification=str(raw["verification"]),
+        )
+    except (TypeError, ValueError) as error:
+        raise AnalysisError(f"{where}: {error}") from error
+
+
+def _info_from(raw: dict[str, Any], class_names: Sequence[str] | None = None) -> StudyInfo:
+    return StudyInfo(
+        slug=str(raw.get("slug") or raw.get("study")),
+        defense=str(raw["defense"]),
+        network=str(raw["network"]),
+        dataset=str(raw.get("dataset", "")),
+        class_names=tuple(class_names) if class_names else None,
+    )
+
+
+def read_export(path: str | Path) -> list[StudyLabels]:
+    """Labels from a `study-server` export (CSV or JSON), grouped by study."""
+    file = Path(path)
+    if not file.is_file():
+        raise AnalysisError(f"export file not found: {file}")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise AnalysisError(f"{file}: not valid JSON ({error})") from error
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("study"), dict)
+            or not isinstance(document.get("labels"), list)
+        ):
+            raise AnalysisError(
+                f"{file}: expected {{'study': {{...}}, 'labels': [...]}} "
+                "as `study-server` exports it"
+            )
+        meta = document["study"]
+        rows = [_row(raw, f"{file} label {n}") for n, raw in enumerate(document["labels"], start=1)]
+        return [StudyLabels(_info_from(meta, meta.get("class_names")), tuple(rows))]
+    studies: dict[str, list[LabelRow]] = {}
+    infos: dict[str, StudyInfo] = {}
+    for n, raw in enumerate(csv.DictReader(text.splitlines()), start=2):
+        row = _row(raw, f"{file} line {n}")
+        studies.setdefault(row.study, []).append(row)
+        infos.setdefault(row.study, _info_from(raw))
+    if not studies:
+        raise AnalysisError(f"{file}: the export holds no labels")
+    return [StudyLabels(infos[slug], tuple(group)) for slug, group in studies.items()]
+
+
+def read_database(
+    url: str, choose: Callable[[list[StudyInfo]], list[StudyInfo]]
+) -> list[StudyLabels]:
+    """Labels of the studies `choose` picks among those in the study database."""
+    with study_sessions(url) as sessions, sessions() as session:
+        infos = [
+            StudyInfo(
+                study.slug, study.defense, study.network, study.dataset, tuple(study.class_names)
+            )
+            for study in session.scalars(select(Study).order_by(Study.slug))
+        ]
+        found = []
+        for info in choose(infos):
+            _, rows = label_rows(session=session, study_slug=info.slug)
+            found.append(StudyLabels(info, tuple(_row(raw, f"study {info.slug}") for raw in rows)))
+    return found

@@ -1,0 +1,243 @@
+"""Table 2: how people label adversarial images, per defense and network.
+
+For each adversarial image an annotator labeled:
+
+- "change": the label is the attack's target (the noise made the image show the new class);
+- "no change": the label is the image's original (true) class;
+- "other": anything else.
+
+Which labels count (`exclusion_reason`), decided here once for the database and for exports:
+
+- only submitted assignments (the server stores labels at submission, so this is a guard);
+- not adversarial images whose target is their true class: the model misclassified the
+  original and the attack led it back, so "change" and "no change" would be the same label;
+- MTurk work only when `mturk sync` confirmed it: MTurk lists that assignment for that worker
+  on one of the study's HITs. Unverified (not yet synced) and flagged (MTurk does not confirm
+  it, or the requester rejected it) labels are left out and counted in the report's exclusions;
+- local-mode (lab) labels have no MTurk to confirm them (`not_applicable`): they count by
+  default, since the lab's own supervision replaces MTurk's, and `--source mturk` leaves them
+  out for an MTurk-only table like the paper's. The report always shows labels per source.
+
+Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
+the row lists them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from analysis.labels import AnalysisError, LabelRow, StudyInfo, StudyLabels
+from analysis.stats import Share
+from contract.names import DEFENSES, NETWORKS, canonical_network
+from contract.paper import Table2Row, paper_table2
+
+SOURCES = ("all", "mturk", "local")
+
+
+def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
+    """Why a label does not count, or None when it does."""
+    if row.allocation_status != "submitted":
+        return f"assignment {row.allocation_status}, not submitted"
+    if row.target is not None and row.target == row.original_label:
+        # The model misclassified the original and the attack led it back to the true class:
+        # not an adversarial mistake, and "change" would equal "no change".
+        return "attack target is the true class (original misclassified)"
+    if row.worker_source == "local":
+        if source == "mturk":
+            return "lab (local-mode) label, left out by --source mturk"
+        return (
+            None
+            if row.verification == "not_applicable"
+            else f"lab label with verification {row.verification}"
+        )
+    if source == "local":
+        return "MTurk label, left out by --source local"
+    if row.verification == "confirmed":
+        return None
+    if row.verification == "unverified":
+        return "MTurk submission not yet confirmed (run `mturk sync`)"
+    if row.verification == "flagged":
+        return "MTurk submission flagged (not confirmed by MTurk, or rejected)"
+    return f"MTurk submission with verification {row.verification}"
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Change / no change / other among a set of adversarial labels."""
+
+    change: Share
+    no_change: Share
+    other: Share
+
+    @classmethod
+    def of(cls, rows: list[LabelRow]) -> Outcomes:
+        total = len(rows)
+        change = sum(1 for r in rows if r.label == r.target)
+        no_change = sum(1 for r in rows if r.label == r.original_label)
+        return cls(
+            Share(change, total), Share(no_change, total), Share(total - change - no_change, total)
+        )
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    original_label: int
+    name: str
+    outcomes: Outcomes
+
+
+@dataclass
+class DefenseResult:
+    defense: str
+    network: str
+    studies: tuple[str, ...]
+    datasets: tuple[str, ...]
+    outcomes: Outcomes
+    per_class: list[ClassRow]
+    catch_accuracy: Share | None
+    annotators: int
+    assignments: int
+    labels_by_source: dict[str, int]
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def paper(self) -> Table2Row | None:
+        return paper_table2(self.network, self.defense)
+
+
+@dataclass
+class Table2:
+    results: list[DefenseResult]
+    source: str
+    skipped: dict[str, str] = field(default_factory=dict)  # group title -> why
+
+
+def choose_studies(
+    infos: list[StudyInfo],
+    *,
+    defense: str | None = None,
+    network: str | None = None,
+    every: bool = False,
+    slugs: Iterable[str] = (),
+) -> list[StudyInfo]:
+    """The studies a command line asks for; a clear `AnalysisError` when none or unknown."""
+    known = (
+        ", ".join(f"{i.slug} ({i.defense}/{i.network})" for i in infos)
+        or "none; import and label one first"
+    )
+    slugs = list(slugs)
+    if slugs:
+        by_slug = {info.slug: info for info in infos}
+        unknown = [slug for slug in slugs if slug not in by_slug]
+        if unknown:
+            raise AnalysisError(f"unknown study {', '.join(map(repr, unknown))} (studies: {known})")
+        return [by_slug[slug] for slug in slugs]
+    if not every and not defense:
+        raise AnalysisError(
+            "say which defense (--defense ours), which study (--study SLUG) or --all"
+        )
+    wanted_net = None
+    if network:
+        wanted_net = _network(network)
+        if wanted_net is None:
+            raise AnalysisError(f"unknown network {network!r}; use fc or lenet")
+    chosen = [
+        info
+        for info in infos
+        if (every or info.defense.lower() == defense.lower())  # type: ignore[union-attr]
+        and (wanted_net is None or _network(info.network) == wanted_net)
+    ]
+    if not chosen:
+        what = "any defense" if every else f"defense {defense!r}"
+        raise AnalysisError(
+            f"no study of {what}{f' on network {network}' if network else ''} (studies: {known})"
+        )
+    return chosen
+
+
+def _network(name: str) -> str | None:
+    try:
+        return canonical_network(name)
+    except ValueError:
+        return None
+
+
+def _group_key(info: StudyInfo) -> tuple[int, int, str, str]:
+    network = _network(info.network) or info.network
+    defense = info.defense.lower()
+    net_rank = NETWORKS.index(network) if network in NETWORKS else len(NETWORKS)
+    def_rank = DEFENSES.index(defense) if defense in DEFENSES else len(DEFENSES)
+    return net_rank, def_rank, network, defense
+
+
+def compute_table2(
+    studies: list[StudyLabels], *, source: str = "all", skip_empty: bool = False
+) -> Table2:
+    """One result per (defense, network) among `studies`.
+
+    A group without counted labels is an `AnalysisError`; with `skip_empty` it is listed in
+    `skipped` instead, as long as one group remains.
+    """
+    if source not in SOURCES:
+        raise AnalysisError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    groups: dict[tuple[int, int, str, str], list[StudyLabels]] = {}
+    for study in studies:
+        groups.setdefault(_group_key(study.info), []).append(study)
+    table = Table2(results=[], source=source)
+    for key in sorted(groups):
+        members = groups[key]
+        try:
+            table.results.append(_result(key[3], key[2], members, source))
+        except AnalysisError as error:
+            if not skip_empty:
+                raise
+            table.skipped[f"{key[3]}/{key[2]}"] = str(error)
+    if not table.results:
+        raise AnalysisError("no study has counted labels: " + "; ".join(table.skipped.values()))
+    return table
+
+
+def _result(defense: str, network: str, members: list[StudyLabels], source: str) -> DefenseResult:
+    slugs = tuple(m.info.slug for m in members)
+    rows = [row for m in members for row in m.rows]
+    excluded = Counter(
+        reason for row in rows if (reason := exclusion_reason(row, source)) is not None
+    )
+    counted = [row for row in rows if exclusion_reason(row, source) is None]
+    adversarial = [row for row in counted if row.kind == "adversarial" and row.target is not None]
+    if not adversarial:
+        detail = (
+            "; ".join(f"{n} {reason}" for reason, n in excluded.most_common())
+            or "no labels stored yet"
+        )
+        raise AnalysisError(
+            f"study {', '.join(slugs)} ({defense}/{network}) has no counted adversarial labels "
+            f"({detail})"
+        )
+    names = next((m.info.class_names for m in members if m.info.class_names), None)
+    per_class = [
+        ClassRow(
+            label,
+            names[label] if names and label < len(names) else str(label),
+            Outcomes.of([r for r in adversarial if r.original_label == label]),
+        )
+        for label in sorted({r.original_label for r in adversarial})
+    ]
+    catch = [row for row in counted if row.kind == "catch"]
+    return DefenseResult(
+        defense=defense,
+        network=network,
+        studies=slugs,
+        datasets=tuple(sorted({m.info.dataset for m in members if m.info.dataset})),
+        outcomes=Outcomes.of(adversarial),
+        per_class=per_class,
+        catch_accuracy=Share(sum(1 for r in catch if r.label == r.original_label), len(catch))
+        if catch
+        else None,
+        annotators=len({(r.worker_source, r.worker_id) for r in counted}),
+        assignments=len({(r.study, r.assignment) for r in counted}),
+        labels_by_source=dict(sorted(Counter(r.worker_source for r in counted).items())),
+        excluded=dict(excluded.most_common()),
+    )

@@ -1,0 +1,46 @@
+"""The exit-status convention every command of the platform follows.
+
+    0    done
+    1    a service refused (MTurk, Prolific, the database): the message says what to do
+    2    bad input: the message names the value and what would be accepted; nothing changed
+    130  interrupted (Ctrl-C)
+
+Handlers raise `UsageError` (or an error type the command declares as bad input) and
+`run_command` turns it into one line on standard error and the status above, so `advcritic`,
+`study-server`, `mturk`, `prolific` and `analyze-study` read alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message names the bad value and what is accepted."""
+
+
+def run_command(
+    name: str,
+    call: Callable[[], int | None],
+    *,
+    usage: tuple[type[BaseException], ...] = (),
+    refused: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Runs `call` and maps its outcome to the exit status; `name` prefixes every message
+    (e.g. "mturk publish")."""
+    try:
+        return int(call() or 0)
+    except (UsageError, *usage) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except refused as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

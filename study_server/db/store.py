@@ -1,0 +1,63 @@
+"""The study-database operations every side shares: the server's routes, the market commands
+(`mturk`, `prolific`), the analysis and the pipeline look studies up and write the audit of
+events through these, so a rule (what a missing study says, what an event records) lives once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from study_server.db.models import Assignment, Event, Study
+from study_server.errors import NotFoundError
+
+
+class StudyNotFound(NotFoundError, LookupError):
+    """No study with that slug (HTTP 404 on the server, exit status 2 from a command)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def find_study(session: Session, slug: str, *, list_known: bool = False) -> Study:
+    """The study named `slug`. `list_known` names the studies that do exist in the error: a
+    help at the command line, never sent to the public web (it would list every study)."""
+    study = session.scalar(select(Study).where(Study.slug == slug))
+    if study is not None:
+        return study
+    if not list_known:
+        raise StudyNotFound(f"no study named {slug!r}")
+    known = session.scalars(select(Study.slug).order_by(Study.slug)).all()
+    listing = ", ".join(known) if known else "none; import one with `study-server import BUNDLE`"
+    raise StudyNotFound(f"no study {slug!r} in the database (studies: {listing})")
+
+
+def assignment_count(session: Session, *, study_id: int) -> int:
+    query = select(func.count()).select_from(Assignment).where(Assignment.study_id == study_id)
+    return session.scalar(query) or 0
+
+
+def record_event(
+    session: Session,
+    *,
+    kind: str,
+    study_id: int | None = None,
+    worker: str | None = None,
+    assignment_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Adds one row to the audit of events (in the caller's transaction). `worker` is the
+    person's external id (MTurk worker id, lab code hash, Prolific id) where one is known."""
+    session.add(
+        Event(
+            study_id=study_id,
+            kind=kind,
+            worker_external_id=worker,
+            assignment_id=assignment_id,
+            detail=detail or {},
+        )
+    )
