@@ -1,4 +1,5 @@
-# The study server's image: the core install only (FastAPI, SQLAlchemy, Alembic, psycopg), no PyTorch.
+# The study server's image: the core install only (FastAPI, SQLAlchemy, Alembic, psycopg), no
+# PyTorch and no training code: the parts below import only each other (docs/architecture.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
-COPY model ./model
+COPY contract ./contract
 COPY study_server ./study_server
-COPY mturk ./mturk
+COPY markets ./markets
+COPY analysis ./analysis
 COPY migrations ./migrations
 RUN pip install . && useradd --system --uid 10001 --home /app study && chown -R study /app
 

@@ -172,13 +172,9 @@ def main() -> int:
 
     from study_server.db.models import Label
     from study_server.synthetic import write_synthetic_bundle
-    from tests.fixtures.server import (
-        DatabaseFactory,
-        import_study,
-        register_hits,
-        serve_process,
-        session_for,
-    )
+    from testkit.databases import DatabaseFactory, session_for
+    from testkit.servers import serve_process
+    from testkit.studies import import_study, register_hits
 
     with tempfile.TemporaryDirectory(prefix="bench-server-") as workdir:
         databases = DatabaseFactory(Path(workdir))
@@ -241,7 +237,7 @@ def main() -> int:
 
 
 def _with_free_port(command: list[str]) -> list[str]:
-    from tests.fixtures.server import free_port
+    from testkit.servers import free_port
 
     out = list(command)
     out[out.index("--port") + 1] = str(free_port())

@@ -15,34 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contract.labels import EXPORT_COLUMNS
 from study_server.db.models import Allocation, Assignment, Label, Stimulus, Study, Worker
 from study_server.db.store import find_study
-
-EXPORT_COLUMNS = (
-    "study",
-    "defense",
-    "network",
-    "assignment",
-    "position",
-    "stimulus_id",
-    "kind",
-    "source_index",
-    "original_label",
-    "target",
-    "prediction_original",
-    "prediction_adversarial",
-    "confidence_original",
-    "confidence_adversarial",
-    "label",
-    "response_ms",
-    "worker_source",
-    "worker_id",
-    "allocation_status",
-    "verification",
-    "mturk_assignment_id",
-    "hit_id",
-    "submitted_at",
-)
 
 
 def study_meta(study: Study) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.cli import UsageError
-from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
+from model.cli.inputs import (
+    add_attack_budget_arguments,
+    add_checkpoint_arguments,
+    check_attack_budget,
+    check_positive,
+    load_checkpoint_model,
+    load_split,
+)
 from model.cli.runtime import add_device_arguments, apply_runtime
 
 if TYPE_CHECKING:
@@ -37,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Attack the correctly classified images of a dataset split with one attack and "
         "print rho = mean ||r||/||x|| (misclassified inputs count 0, failures are reported apart).",
     )
-    add_model_arguments(parser)
+    add_attack_inputs(parser)
     parser.add_argument("--attack", required=True, help=f"one of: {', '.join(ATTACK_CHOICES)}")
     add_attack_options(parser)
     parser.add_argument(
@@ -47,14 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_attack_inputs(parser: argparse.ArgumentParser) -> None:
     """Checkpoint, data and execution arguments (shared with `advcritic evaluate`)."""
     add_checkpoint_arguments(parser, purpose="images to attack")
-    parser.add_argument(
-        "--download",
-        action="store_true",
-        help="download MNIST into --data-root first (MD5-checked)",
-    )
     parser.add_argument("--limit", type=int, help="use only the first N images of the split")
     parser.add_argument(
         "--batch-size", type=int, default=500, help="images attacked together (default 500)"
@@ -66,12 +68,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_attack_options(parser: argparse.ArgumentParser) -> None:
     """Hyperparameters of the attacks; defaults are the paper's evaluation settings."""
     group = parser.add_argument_group("attack settings (defaults: the paper's evaluation)")
-    group.add_argument(
-        "--max-iterations", type=int, default=500, help="DeepFool and hc iteration budget (500)"
-    )
-    group.add_argument(
-        "--step-clip", type=float, default=0.1, help="DeepFool and hc L2 step clip (0.1)"
-    )
+    add_attack_budget_arguments(group)  # DeepFool and hc
     group.add_argument(
         "--cw-steps", type=int, default=1000, help="C&W Adam steps per binary-search step (1000)"
     )
@@ -97,9 +94,8 @@ def build_attacks(names: list[str], args: argparse.Namespace) -> dict[str, Attac
     """The named attacks with the settings from the command line; UsageError for bad values."""
     from model.attacks import build_attack
 
+    check_attack_budget(args)
     checks = (
-        ("--max-iterations", args.max_iterations, args.max_iterations >= 1),
-        ("--step-clip", args.step_clip, args.step_clip > 0),
         ("--cw-steps", args.cw_steps, args.cw_steps >= 1),
         ("--cw-binary-steps", args.cw_binary_steps, args.cw_binary_steps >= 1),
         ("--fgsm-epsilon", args.fgsm_epsilon, args.fgsm_epsilon >= 0),
@@ -120,25 +116,12 @@ def load_inputs(
     args: argparse.Namespace,
 ) -> tuple[nn.Module, Checkpoint, torch.Tensor, torch.Tensor, torch.device]:
     """Model, checkpoint record, images, labels and device; UsageError for any bad input."""
-    from model.datasets import DatasetError, dataset_info, load_dataset
-
-    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be >= 1, got {value}")
-    check_split(args.split)
+    check_positive("--limit", args.limit)
+    check_positive("--batch-size", args.batch_size)
     device = apply_runtime(args)
     model, checkpoint = load_checkpoint_model(args.checkpoint, device)
-    try:
-        info = dataset_info(args.dataset or checkpoint.dataset)
-        images, labels = load_dataset(
-            info.name, args.split, args.data_root, download=args.download
-        ).tensors
-    except DatasetError as error:
-        raise UsageError(str(error)) from error
-    if info.num_classes != checkpoint.num_classes:
-        raise UsageError(
-            f"dataset {info.name!r} has {info.num_classes} classes but the checkpoint's classifier has {checkpoint.num_classes}"
-        )
+    split = load_split(args, checkpoint)
+    images, labels = split.images, split.labels
     if args.limit is not None:
         images, labels = images[: args.limit], labels[: args.limit]
     return model, checkpoint, images, labels, device

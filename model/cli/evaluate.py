@@ -16,7 +16,7 @@ from typing import Any
 from contract.cli import UsageError
 from model.cli.attack import (
     add_attack_options,
-    add_model_arguments,
+    add_attack_inputs,
     build_attacks,
     load_inputs,
     parse_attack_names,
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Measure a checkpoint's test error and its robustness rho under each attack "
         "(misclassified inputs count 0; attack failures are excluded and counted).",
     )
-    add_model_arguments(parser)
+    add_attack_inputs(parser)
     parser.add_argument(
         "--attacks", default="deepfool,cw,hc", help="comma-separated (default deepfool,cw,hc)"
     )

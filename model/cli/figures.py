@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from contract.cli import UsageError
-from model.cli.stimuli import add_model_arguments, load_model_inputs
+from model.cli.stimuli import add_stimulus_inputs, load_model_inputs
 
 FIGURES = ("2", "4")
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with the same "
         "attack and 8-bit quantisation as `advcritic stimuli`.",
     )
-    add_model_arguments(parser)
+    add_stimulus_inputs(parser)
     parser.add_argument(
         "--out", required=True, type=Path, help="folder for figure2.png, figure4.png, figures.json"
     )

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.cli import UsageError
-from model.cli.inputs import add_checkpoint_arguments, check_split, load_checkpoint_model
+from model.cli.inputs import (
+    add_attack_budget_arguments,
+    add_checkpoint_arguments,
+    check_attack_budget,
+    load_checkpoint_model,
+    load_split,
+)
 from model.cli.runtime import add_device_arguments, apply_runtime
 
 if TYPE_CHECKING:
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from model.checkpoint import Checkpoint
+    from model.cli.inputs import Split
     from model.stimuli.attack import AttackSettings
     from model.stimuli.generate import ImageSource
 
@@ -39,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "PNGs re-checked "
         "by the model, and write an atomic, versioned stimulus bundle for `study-server import`.",
     )
-    add_model_arguments(parser)
+    add_stimulus_inputs(parser)
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to create")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing bundle at --out"
@@ -69,15 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_stimulus_inputs(parser: argparse.ArgumentParser) -> None:
     """Arguments shared with `advcritic figures`."""
     add_checkpoint_arguments(parser, purpose="split to attack")
-    parser.add_argument(
-        "--max-iterations", type=int, default=500, help="attack iteration budget (default 500)"
-    )
-    parser.add_argument(
-        "--step-clip", type=float, default=0.1, help="largest L2 step per iteration (default 0.1)"
-    )
+    add_attack_budget_arguments(parser)
     add_device_arguments(parser)
 
 
@@ -94,50 +96,29 @@ class ModelInputs:
 
 def load_model_inputs(args: argparse.Namespace) -> ModelInputs:
     """Validate the shared arguments, load checkpoint, dataset and device (UsageError if bad)."""
-    import torch
-
     from model.checkpoint import file_sha256
     from model.stimuli.attack import AttackSettings
 
-    if args.max_iterations < 1:
-        raise UsageError(f"--max-iterations must be >= 1, got {args.max_iterations}")
-    if not args.step_clip > 0:
-        raise UsageError(f"--step-clip must be > 0, got {args.step_clip}")
+    check_attack_budget(args)
     device = apply_runtime(args)
-    check_split(args.split)
     model, checkpoint = load_checkpoint_model(args.checkpoint, device)
-    dataset = args.dataset or checkpoint.dataset
-    source, class_names = load_source(dataset, args.split, args.data_root)
-    with torch.no_grad():
-        outputs = model(source.images[:1].to(device)).shape[1]
-    if outputs != len(class_names):
-        raise UsageError(
-            f"the checkpoint's classifier has {outputs} outputs but dataset {dataset!r} "
-            f"has {len(class_names)} classes"
-        )
+    split = load_split(args, checkpoint)
     return ModelInputs(
         model=model,
         checkpoint=checkpoint,
         checkpoint_sha256=file_sha256(args.checkpoint),
-        source=source,
-        class_names=class_names,
+        source=image_source(split),
+        class_names=list(split.info.class_names),
         settings=AttackSettings(max_iterations=args.max_iterations, step_clip=args.step_clip),
         device=device,
     )
 
 
-def load_source(dataset: str, split: str, root: Path | None) -> tuple[ImageSource, list[str]]:
-    """A dataset split as an ImageSource plus its class names; UsageError when it cannot load."""
-    from model.datasets import DatasetError, dataset_info, load_dataset
+def image_source(split: Split) -> ImageSource:
     from model.stimuli.generate import ImageSource
 
-    try:
-        info = dataset_info(dataset)
-        images, labels = load_dataset(info.name, split, root).tensors
-    except DatasetError as error:
-        raise UsageError(str(error)) from error
-    return ImageSource(dataset=info.name, split=split, images=images, labels=labels), list(
-        info.class_names
+    return ImageSource(
+        dataset=split.info.name, split=split.name, images=split.images, labels=split.labels
     )
 
 
@@ -160,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_model_inputs(args)
     catch = None
     if args.catch:
-        catch_source, _ = load_source(inputs.source.dataset, args.catch_split, args.data_root)
+        catch_source = image_source(load_split(args, inputs.checkpoint, args.catch_split))
         if args.catch > len(catch_source):
             raise UsageError(
                 f"--catch {args.catch} exceeds the {len(catch_source)} images of the "

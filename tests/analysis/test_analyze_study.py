@@ -16,14 +16,9 @@ from PIL import Image
 
 from analysis.cli import main as analyze_study
 from analysis.stats import wilson_interval
+from testkit.servers import ADMIN_TOKEN, MTURK_TEST_SUBMIT_HOST, make_settings
+from testkit.studies import import_study, register_hits
 from tests.fixtures.mturk import label_by_rule, records_by_image
-from tests.fixtures.server import (
-    ADMIN_TOKEN,
-    MTURK_TEST_SUBMIT_HOST,
-    import_study,
-    make_settings,
-    register_hits,
-)
 
 
 def _label_assignment(web, slug, by_image, *, worker, mturk=None):

@@ -112,8 +112,8 @@ def test_evaluate_json_and_markdown(fc_checkpoint: Path, tmp_path: Path, capsys)
             "folder /nonexistent does not exist",
         ),
         (["--attack", "cw", "--device", "toaster"], "--device 'toaster'"),
-        (["--attack", "hc", "--max-iterations", "0"], "--max-iterations 0 is out of range"),
-        (["--attack", "hc", "--step-clip", "nan"], "--step-clip nan is out of range"),
+        (["--attack", "hc", "--max-iterations", "0"], "--max-iterations must be >= 1, got 0"),
+        (["--attack", "hc", "--step-clip", "nan"], "--step-clip must be a positive number, got nan"),
         (["--attack", "hc", "--threads", "0"], "--threads must be >= 1, got 0"),
     ],
 )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from markets.mturk.cli import main as mturk
+from testkit.studies import import_study
 from tests.fixtures.mturk import cli_settings
-from tests.fixtures.server import import_study
 
 
 @pytest.fixture

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from analysis.cli import main as analyze_study
 from markets.mturk.cli import main as mturk
 from study_server.db.models import Allocation, MTurkAssignment, MTurkHit, Verification, Worker
+from testkit.databases import session_for
+from testkit.servers import make_settings
+from testkit.studies import import_study
 from tests.fixtures.mturk import cli_settings, do_hit, open_assignment, records_by_image
-from tests.fixtures.server import import_study, make_settings, session_for
 
 
 def _hits(url: str) -> list[str]:

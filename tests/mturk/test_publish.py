@@ -20,8 +20,9 @@ from markets.mturk.publish import (
 from markets.mturk.records import PERCENT_APPROVED_QUALIFICATION
 from study_server.db.access import study_sessions
 from study_server.db.models import MTurkHit, Study
+from testkit.databases import session_for
+from testkit.studies import import_study
 from tests.fixtures.mturk import make_client
-from tests.fixtures.server import import_study, session_for
 
 PAGE = "https://study.example.org/hit/ours-fc"
 

@@ -7,8 +7,10 @@ from sqlalchemy import select
 
 from markets.mturk.cli import main as mturk
 from study_server.db.models import Allocation, MTurkHit, Verification
+from testkit.databases import session_for
+from testkit.servers import make_settings
+from testkit.studies import import_study
 from tests.fixtures.mturk import cli_settings, do_hit, records_by_image
-from tests.fixtures.server import import_study, make_settings, session_for
 
 
 def _verification(url: str) -> Verification:

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.server import MTURK_TEST_SUBMIT_HOST
+from testkit.servers import MTURK_TEST_SUBMIT_HOST
 
 
 def mturk_accept(

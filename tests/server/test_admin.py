@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from study_server.export import EXPORT_COLUMNS
-from tests.fixtures.server import ADMIN_TOKEN, make_settings
+from contract.labels import EXPORT_COLUMNS
+from testkit.servers import ADMIN_TOKEN, make_settings
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from study_server.db.models import Allocation, Event, Label, Worker
-from tests.fixtures.server import session_for
+from testkit.databases import session_for
 from tests.server.flow import mturk_accept, submit
 
 INJECTIONS = [

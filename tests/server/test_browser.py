@@ -19,7 +19,8 @@ from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import func, select
 
 from study_server.db.models import Allocation, AllocationStatus, Label
-from tests.fixtures.server import make_settings, session_for
+from testkit.databases import session_for
+from testkit.servers import make_settings
 
 pytestmark = pytest.mark.browser
 
@@ -166,7 +167,7 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
 def test_a_lab_participant_needs_only_the_keyboard(
     browser, sqlite_database_url, live_server_factory, small_bundle
 ):
-    from tests.fixtures.server import import_study
+    from testkit.studies import import_study
 
     study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
     server = live_server_factory(make_settings(sqlite_database_url))
@@ -196,7 +197,7 @@ def test_a_lab_participant_needs_only_the_keyboard(
 def test_a_site_not_in_frame_ancestors_cannot_frame_the_page(
     browser, sqlite_database_url, live_server_factory, small_bundle, fake_mturk
 ):
-    from tests.fixtures.server import import_study
+    from testkit.studies import import_study
 
     study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
     server = live_server_factory(

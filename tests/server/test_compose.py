@@ -17,7 +17,7 @@ from compose_pydantic import ComposeSpecification
 
 from study_server.db.migrate import current_revision, head_revision
 from study_server.settings import Settings
-from tests.fixtures.server import free_port, serve_process
+from testkit.servers import free_port, serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 

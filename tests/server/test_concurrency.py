@@ -11,7 +11,9 @@ import httpx
 from sqlalchemy import func, select
 
 from study_server.db.models import Allocation, AllocationStatus, Label
-from tests.fixtures.server import import_study, register_hits, serve_process, session_for
+from testkit.databases import session_for
+from testkit.servers import serve_process
+from testkit.studies import import_study, register_hits
 from tests.server.flow import mturk_accept, submit
 
 WORKERS = 48

@@ -17,7 +17,9 @@ from study_server.db.models import (
     WorkerSource,
 )
 from study_server.operations import WorkerRef, accept
-from tests.fixtures.server import MTURK_TEST_SUBMIT_HOST, import_study, session_for
+from testkit.databases import session_for
+from testkit.servers import MTURK_TEST_SUBMIT_HOST
+from testkit.studies import import_study
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 

@@ -11,7 +11,8 @@ from contract.bundle import BundleError, read_bundle
 from study_server.cli import main
 from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study
 from study_server.errors import ImportRefused
-from tests.fixtures.server import import_study, session_for
+from testkit.databases import session_for
+from testkit.studies import import_study
 
 
 def _counts(url: str) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ STIMULI_CASES = [
     (["--catch", "-3"], "--catch must be >= 0, got -3"),
     (["--catch", "99999"], "--catch 99999 exceeds the 4000 images of the train split"),
     (["--max-iterations", "0"], "--max-iterations must be >= 1, got 0"),
-    (["--step-clip", "-0.5"], "--step-clip must be > 0, got -0.5"),
+    (["--step-clip", "-0.5"], "--step-clip must be a positive number, got -0.5"),
     (["--dataset", "cifar-10"], "unknown dataset 'cifar-10'"),
     (["--device", "potato"], "unknown device 'potato'"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from contract.bundle import read_bundle
 from study_server.db.models import Stimulus, Study
-from tests.fixtures.server import import_study, session_for
+from testkit.databases import session_for
+from testkit.studies import import_study
 
 
 def test_the_study_server_imports_a_generated_bundle(

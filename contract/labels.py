@@ -1,0 +1,31 @@
+"""The columns of a label export: one row per label, with the stimulus it labels, the person
+and the state of their submission. The study server writes them (`/admin/.../export`), the
+proxy annotators write the same columns, and `analyze-study --export` reads any such file."""
+
+from __future__ import annotations
+
+EXPORT_COLUMNS = (
+    "study",
+    "defense",
+    "network",
+    "assignment",
+    "position",
+    "stimulus_id",
+    "kind",
+    "source_index",
+    "original_label",
+    "target",
+    "prediction_original",
+    "prediction_adversarial",
+    "confidence_original",
+    "confidence_adversarial",
+    "label",
+    "response_ms",
+    "worker_source",
+    "worker_id",
+    "allocation_status",
+    "verification",
+    "mturk_assignment_id",
+    "hit_id",
+    "submitted_at",
+)
