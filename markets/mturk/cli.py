@@ -12,15 +12,19 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError, run_command
+from markets.confirm import cost_confirmation
 from markets.mturk import errors
+from markets.mturk.bonus import BonusDeclined, BonusRefused, pay_bonus, plan_bonus
 from markets.mturk.client import MTurkClient
 from markets.mturk.hits import expire, status
-from markets.mturk.publish import PublishConflict, PublishDeclined, PublishPlan, publish
+from markets.mturk.notify import NotifyRefused, notify
+from markets.mturk.publish import PublishConflict, PublishDeclined, publish
 from markets.mturk.question import QuestionError
 from markets.mturk.review import ReviewRefused, ReviewReport, approve, reject
 from markets.mturk.sync import sync
@@ -113,6 +117,46 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="assignment to reject (repeatable)",
     )
     reject.add_argument("--reason", required=True, help="why, in words the worker will read")
+    bonus = command(
+        "bonus",
+        _bonus,
+        "pay a bonus once per assignment and purpose (named assignments, or every confirmed one)",
+    )
+    who = bonus.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--assignment", action="append", default=[], metavar="ID", help="repeatable"
+    )
+    who.add_argument(
+        "--all-confirmed",
+        action="store_true",
+        help="every submission MTurk confirmed (mturk sync) and nobody rejected",
+    )
+    bonus.add_argument("--amount", required=True, help="USD per bonus, e.g. 0.25")
+    bonus.add_argument("--reason", required=True, help="why, in words the worker will read")
+    bonus.add_argument(
+        "--purpose",
+        default="bonus",
+        help="what the bonus is for; each (assignment, purpose) is paid once (default: bonus)",
+    )
+    bonus.add_argument(
+        "--confirm-cost", help="with --live: the total cost in USD you agree to (no prompt)"
+    )
+    notify = command(
+        "notify",
+        _notify,
+        "message the study's workers (MTurk reaches only workers you approved or rejected)",
+    )
+    recipients = notify.add_mutually_exclusive_group(required=True)
+    recipients.add_argument("--worker", action="append", default=[], metavar="ID")
+    recipients.add_argument(
+        "--all-reviewed",
+        action="store_true",
+        help="every worker of the study whose assignment you approved or rejected",
+    )
+    notify.add_argument("--subject", required=True, help="at most 200 characters")
+    text = notify.add_mutually_exclusive_group(required=True)
+    text.add_argument("--message", help="the text, at most 4,096 characters")
+    text.add_argument("--message-file", type=Path, help="read the text from this file")
     command("expire", _expire, "expire the study's open HITs now (no new workers can accept them)")
     command("balance", _balance, "the requester account's available balance", study=False)
     return parser
@@ -124,41 +168,6 @@ def _client(args: argparse.Namespace, settings: Settings) -> MTurkClient:
 
 def _say(message: str, stream: TextIO | None = None) -> None:
     print(message, file=stream or sys.stdout, flush=True)
-
-
-def _confirm_live(args: argparse.Namespace) -> Callable[[PublishPlan], bool]:
-    def confirm(plan: PublishPlan) -> bool:
-        if plan.sandbox:
-            return True
-        total = f"{plan.total_cost:.2f}"
-        _say(f"About to publish on the LIVE marketplace: {plan.describe()}")
-        if args.confirm_cost is not None:
-            try:
-                agreed = Decimal(args.confirm_cost)
-            except InvalidOperation as error:
-                raise UsageError(
-                    f"--confirm-cost must be an amount in USD like {total}, "
-                    f"got {args.confirm_cost!r}"
-                ) from error
-            if agreed != plan.total_cost:
-                raise UsageError(
-                    f"--confirm-cost {args.confirm_cost} does not match the total cost "
-                    f"${total}; nothing published"
-                )
-            return True
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "publishing on the live marketplace needs confirmation: "
-                f"rerun with --confirm-cost {total}"
-            )
-        answer = (
-            input(f"Type the total cost ({total}) to publish, anything else to stop: ")
-            .strip()
-            .lstrip("$")
-        )
-        return answer == total
-
-    return confirm
 
 
 def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -174,7 +183,7 @@ def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
         study_slug=args.study,
         page_url=page_url,
         max_hits=args.max_hits,
-        confirm=_confirm_live(args),
+        confirm=cost_confirmation(args.confirm_cost, action="publish", say=_say),
     )
     plan = result.plan
     if not result.created and not result.adopted and not plan.slots:
@@ -299,6 +308,70 @@ def _reject(args: argparse.Namespace, settings: Settings, sessions: Sessions) ->
     return _review_output(report, args)
 
 
+def _bonus(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    try:
+        amount = Decimal(args.amount.lstrip("$"))
+    except InvalidOperation as error:
+        raise UsageError(
+            f"--amount must be an amount in USD like 0.25, got {args.amount!r}"
+        ) from error
+    if args.confirm_cost is not None and not args.live:
+        raise UsageError("--confirm-cost only applies with --live (the sandbox costs nothing)")
+    client = _client(args, settings)
+    plan = plan_bonus(
+        sessions=sessions,
+        client=client,
+        fee_fraction=settings.mturk.fee_fraction,
+        study_slug=args.study,
+        amount=amount,
+        reason=args.reason,
+        purpose=args.purpose,
+        assignment_ids=args.assignment,
+        every_confirmed=args.all_confirmed,
+    )
+    _say(plan.describe())
+    report = pay_bonus(
+        sessions=sessions,
+        client=client,
+        plan=plan,
+        reason=args.reason,
+        confirm=cost_confirmation(args.confirm_cost, action="pay bonuses", say=_say),
+    )
+    _say(
+        f"study {args.study} on the {_market(args)}: paid {len(report.paid)} bonus(es)"
+        + (f", found {len(report.found_paid)} paid by an earlier run" if report.found_paid else "")
+    )
+    for assignment_id, reason in report.failed:
+        _say(f"  not paid {assignment_id}: {reason}", sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _notify(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    if args.message_file is not None:
+        try:
+            text = args.message_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--message-file {args.message_file}: {error.strerror}") from error
+    else:
+        text = args.message
+    report = notify(
+        sessions=sessions,
+        client=_client(args, settings),
+        study_slug=args.study,
+        subject=args.subject,
+        text=text,
+        worker_ids=args.worker,
+        all_reviewed=args.all_reviewed,
+    )
+    _say(
+        f"study {args.study} on the {_market(args)}: message sent to {report.delivered} of "
+        f"{len(report.recipients)} worker(s) in {report.calls} call(s)"
+    )
+    for worker, code, message in report.failed:
+        _say(f"  not delivered to {worker} ({code}): {message}", sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _expire(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
     expired = expire(sessions=sessions, client=_client(args, settings), study_slug=args.study)
     _say(f"study {args.study} on the {_market(args)}: expired {len(expired)} open HIT(s)")
@@ -325,8 +398,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     return run_command(
         f"mturk {args.command}",
         call,
-        usage=(StudyNotFound, DatabaseNotReady, QuestionError, ReviewRefused),
-        refused=(errors.MTurkError, PublishDeclined, PublishConflict),
+        usage=(
+            StudyNotFound, DatabaseNotReady, QuestionError, ReviewRefused, BonusRefused,
+            NotifyRefused,
+        ),
+        refused=(errors.MTurkError, PublishDeclined, PublishConflict, BonusDeclined),
     )
 
 

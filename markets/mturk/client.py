@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -33,7 +34,15 @@ from botocore.exceptions import (
 )
 
 from markets.mturk import errors
-from markets.mturk.records import ASSIGNMENT_STATUSES, Assignment, Balance, Hit, HitTypeSpec
+from markets.mturk.records import (
+    ASSIGNMENT_STATUSES,
+    Assignment,
+    Balance,
+    BonusPayment,
+    Hit,
+    HitTypeSpec,
+    NotifyFailure,
+)
 from study_server.settings import MTURK_LIVE_ENDPOINT, MTURK_SANDBOX_ENDPOINT, MTurkSettings
 
 PAGE_SIZE = 100  # MTurk's maximum for list operations
@@ -190,6 +199,39 @@ class MTurkClient:
 
     def reject(self, assignment_id: str, feedback: str) -> None:
         self._call("reject_assignment", AssignmentId=assignment_id, RequesterFeedback=feedback)
+
+    # -- bonuses and messages ------------------------------------------------------------
+
+    def send_bonus(
+        self,
+        *,
+        worker_id: str,
+        assignment_id: str,
+        amount: Decimal,
+        reason: str,
+        unique_request_token: str,
+    ) -> None:
+        self._call(
+            "send_bonus",
+            WorkerId=worker_id,
+            AssignmentId=assignment_id,
+            BonusAmount=f"{amount:.2f}",
+            Reason=reason,
+            UniqueRequestToken=unique_request_token,
+        )
+
+    def iter_bonus_payments(self, assignment_id: str) -> Iterator[BonusPayment]:
+        for data in self._pages("list_bonus_payments", "BonusPayments", AssignmentId=assignment_id):
+            yield BonusPayment.from_api(data)
+
+    def notify_workers(
+        self, *, subject: str, text: str, worker_ids: list[str]
+    ) -> list[NotifyFailure]:
+        """One NotifyWorkers call (at most 100 workers); the workers it could not reach."""
+        response = self._call(
+            "notify_workers", Subject=subject, MessageText=text, WorkerIds=worker_ids
+        )
+        return [NotifyFailure.from_api(f) for f in response.get("NotifyWorkersFailureStatuses", [])]
 
     # -- qualifications ------------------------------------------------------------------
 

@@ -144,3 +144,37 @@ class Balance:
             available=Decimal(data["AvailableBalance"]),
             on_hold=Decimal(on_hold) if on_hold is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class BonusPayment:
+    worker_id: str
+    assignment_id: str
+    amount: Decimal
+    reason: str
+    granted_at: datetime | None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> BonusPayment:
+        return cls(
+            worker_id=data["WorkerId"],
+            assignment_id=data["AssignmentId"],
+            amount=Decimal(str(data["BonusAmount"])),
+            reason=data.get("Reason", ""),
+            granted_at=_utc(data.get("GrantTime")),
+        )
+
+
+@dataclass(frozen=True)
+class NotifyFailure:
+    worker_id: str
+    code: str  # SoftFailure | HardFailure
+    message: str
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> NotifyFailure:
+        return cls(
+            worker_id=data.get("WorkerId", ""),
+            code=data.get("NotifyWorkersFailureCode", ""),
+            message=data.get("NotifyWorkersFailureMessage", ""),
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -310,3 +312,31 @@ class MTurkAssignment(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BonusStatus(str, enum.Enum):
+    pending = "pending"  # recorded, the market call not yet known to have succeeded
+    paid = "paid"
+
+
+class MTurkBonus(Base):
+    """One bonus for one assignment and one purpose. Written before the SendBonus call
+    (pending) and after it (paid), with a UniqueRequestToken derived from the study, the
+    assignment and the purpose, so a run interrupted anywhere is finished by the next one
+    without paying anyone twice."""
+
+    __tablename__ = "mturk_bonuses"
+    __table_args__ = (UniqueConstraint("mturk_assignment_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    sandbox: Mapped[bool] = mapped_column(Boolean)
+    mturk_assignment_id: Mapped[str] = mapped_column(String(128))
+    worker_external_id: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    reason: Mapped[str] = mapped_column(Text)
+    unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[BonusStatus] = mapped_column(_enum(BonusStatus), default=BonusStatus.pending)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -14,6 +14,12 @@ behaviours that the `mturk` command depends on are modelled, not stubbed:
   requester's own types with every comparator) are enforced when a worker accepts;
 - the prepaid balance is charged reward + fee per assignment and a HIT that does not fit fails
   with ``AWS.MechanicalTurk.InsufficientFunds``;
+- bonuses: SendBonus charges bonus + fee, only for a worker's own submitted assignment, and
+  a token seen in the last 24 hours pays nothing again (an error naming the earlier request);
+  ListBonusPayments lists them per assignment or HIT;
+- NotifyWorkers: subject <= 200 and text <= 4,096 characters, 1 to 100 workers a call; a
+  worker who never had an assignment approved or rejected by this requester is a HardFailure
+  (MTurk only lets you message workers you have worked with);
 - throttling and service faults can be injected to test retries.
 """
 
@@ -62,6 +68,9 @@ _COMPARATORS = {
     "NotIn",
 }
 _LISTED_STATUSES = ("Submitted", "Approved", "Rejected")
+NOTIFY_SUBJECT_MAX = 200
+NOTIFY_TEXT_MAX = 4096
+NOTIFY_WORKERS_MAX = 100
 
 
 @dataclass
@@ -104,6 +113,15 @@ class _Assignment:
     rejected: datetime | None = None
     answer: str | None = None
     feedback: str | None = None
+
+
+@dataclass
+class _Bonus:
+    worker_id: str
+    assignment_id: str
+    amount: Decimal
+    reason: str
+    granted: datetime
 
 
 def _insufficient_funds() -> Fault:
@@ -154,6 +172,9 @@ class FakeMTurk:
         self._tokens: dict[str, tuple[str, datetime]] = {}
         self._assignments: dict[str, _Assignment] = {}
         self._qualification_types: dict[str, dict[str, Any]] = {}
+        self._bonuses: list[_Bonus] = []
+        self._bonus_tokens: dict[str, datetime] = {}
+        self.notifications: list[dict[str, Any]] = []
         self.workers: dict[str, WorkerProfile] = {}
         self.calls: list[str] = []
         self._faults: list[Fault] = []
@@ -180,6 +201,10 @@ class FakeMTurk:
     def set_balance(self, amount: Decimal | str) -> None:
         with self._lock:
             self._balance = Decimal(amount)
+
+    def bonuses(self) -> list[_Bonus]:
+        with self._lock:
+            return list(self._bonuses)
 
     def calls_of(self, operation: str) -> int:
         return sum(1 for name in self.calls if name == operation)
@@ -408,6 +433,93 @@ class FakeMTurk:
 
     def _op_GetAccountBalance(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"AvailableBalance": f"{self._balance:.2f}", "OnHoldBalance": f"{self._on_hold:.2f}"}
+
+    def _op_SendBonus(self, params: dict[str, Any]) -> dict[str, Any]:
+        require(params, "WorkerId", "BonusAmount", "AssignmentId", "Reason")
+        assignment = self._assignment(params)
+        if assignment.worker_id != params["WorkerId"]:
+            raise request_error(
+                f"Assignment {assignment.assignment_id} was not done by worker "
+                f"{params['WorkerId']}."
+            )
+        if assignment.status not in _LISTED_STATUSES:
+            raise _wrong_state(assignment, _LISTED_STATUSES)
+        amount = money(params["BonusAmount"])
+        reason = text(params, "Reason", 4096)
+        now = self.now()
+        token = params.get("UniqueRequestToken")
+        if token is not None:
+            if not isinstance(token, str) or not 1 <= len(token) <= 64:
+                raise request_error("UniqueRequestToken must be 1 to 64 characters.")
+            seen = self._bonus_tokens.get(token)
+            if seen is not None and now - seen < TOKEN_MEMORY:
+                raise request_error(
+                    f'The bonus with unique request token "{token}" was already sent. '
+                    f"RequestId: {digest_id(token)}"
+                )
+        cost = amount + (amount * self._fee).quantize(Decimal("0.01"))
+        if cost > self._balance:
+            raise _insufficient_funds()
+        self._balance -= cost
+        self._bonuses.append(_Bonus(assignment.worker_id, assignment.assignment_id, amount,
+                                    reason, now))  # fmt: skip
+        if token is not None:
+            self._bonus_tokens[token] = now
+        return {}
+
+    def _op_ListBonusPayments(self, params: dict[str, Any]) -> dict[str, Any]:
+        if bool(params.get("HITId")) == bool(params.get("AssignmentId")):
+            raise request_error("Give exactly one of HITId or AssignmentId.")
+        if params.get("AssignmentId"):
+            chosen = [b for b in self._bonuses if b.assignment_id == params["AssignmentId"]]
+        else:
+            hit = self._hit(params)
+            mine = {a.assignment_id for a in self._assignments_of(hit)}
+            chosen = [b for b in self._bonuses if b.assignment_id in mine]
+        page, token = paginate(chosen, params)
+        views = [
+            {
+                "WorkerId": b.worker_id,
+                "BonusAmount": f"{b.amount:.2f}",
+                "AssignmentId": b.assignment_id,
+                "Reason": b.reason,
+                "GrantTime": _epoch(b.granted),
+            }
+            for b in page
+        ]
+        return {"BonusPayments": views, "NumResults": len(views), **token}
+
+    def _op_NotifyWorkers(self, params: dict[str, Any]) -> dict[str, Any]:
+        require(params, "Subject", "MessageText", "WorkerIds")
+        subject = text(params, "Subject", NOTIFY_SUBJECT_MAX)
+        message = text(params, "MessageText", NOTIFY_TEXT_MAX)
+        workers = params["WorkerIds"]
+        if not isinstance(workers, list) or not 1 <= len(workers) <= NOTIFY_WORKERS_MAX:
+            raise request_error(
+                f"WorkerIds must list 1 to {NOTIFY_WORKERS_MAX} workers, got "
+                f"{len(workers) if isinstance(workers, list) else workers!r}."
+            )
+        reviewed = {
+            a.worker_id for a in self._assignments.values() if a.status in ("Approved", "Rejected")
+        }
+        failures = []
+        for worker_id in workers:
+            if worker_id not in reviewed:
+                failures.append(
+                    {
+                        "NotifyWorkersFailureCode": "HardFailure",
+                        "NotifyWorkersFailureMessage": (
+                            "You can only send messages to Workers whose work you have "
+                            "approved or rejected."
+                        ),
+                        "WorkerId": worker_id,
+                    }
+                )
+            else:
+                self.notifications.append(
+                    {"worker": worker_id, "subject": subject, "text": message}
+                )
+        return {"NotifyWorkersFailureStatuses": failures}
 
     # qualifications
 
