@@ -9,10 +9,14 @@
 
 from model.evaluation.paper import PAPER_TABLE1, PaperRow
 from model.evaluation.presets import EVALUATION_PRESETS, EvaluationPreset
-from model.evaluation.results import ATTACK_COLUMNS, AttackSummary, CheckpointEvaluation
+from model.evaluation.results import (
+    ATTACK_COLUMNS,
+    RHO_POLICIES,
+    AttackSummary,
+    CheckpointEvaluation,
+)
 from model.evaluation.runner import (
     CheckpointInfo,
-    cache_path,
     describe_checkpoints,
     evaluate_checkpoint,
     find_checkpoints,
@@ -26,12 +30,14 @@ from model.evaluation.table import (
     markdown_document,
     markdown_table,
     ordering_report,
+    ratio_table,
 )
 
 __all__ = [
     "ATTACK_COLUMNS",
     "EVALUATION_PRESETS",
     "PAPER_TABLE1",
+    "RHO_POLICIES",
     "AttackSummary",
     "CheckpointEvaluation",
     "CheckpointInfo",
@@ -40,7 +46,6 @@ __all__ = [
     "Statistic",
     "TableRow",
     "build_rows",
-    "cache_path",
     "csv_text",
     "describe_checkpoints",
     "evaluate_checkpoint",
@@ -48,5 +53,6 @@ __all__ = [
     "markdown_document",
     "markdown_table",
     "ordering_report",
+    "ratio_table",
     "test_split_loader",
 ]
