@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from model.cli.errors import UsageError
 from model.cpu_threads import configure_thread_waiting
 
-COMMANDS = ("train", "attack", "evaluate", "table1", "stimuli", "figures", "quickstart")
+COMMANDS = (
+    "train",
+    "attack",
+    "evaluate",
+    "table1",
+    "stimuli",
+    "figures",
+    "proxy_labels",
+    "quickstart",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
