@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from model.datasets import load_dataset
+from model.proxy.defaults import ENSEMBLE_NAME
 from model.proxy.ensemble import EnsembleAnnotator, MemberRecipe, obtain_members
 from model.proxy.knn import KNNAnnotator
 from model.proxy.labeling import Annotator
@@ -44,7 +45,8 @@ def build_annotators(
     train_limit: int | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> ProxyAnnotators:
-    """The k-NN (k) and the ensemble (`members`, `epochs` each) for `dataset`.
+    """The k-NN (k) and the ensemble (`members`, `epochs` each) for `dataset`; with members of
+    several architectures, also one sub-ensemble per architecture (`ensemble-fc`, ...).
 
     Raises DatasetError if the dataset cannot be loaded, ValueError for a bad k.
     """
@@ -53,11 +55,20 @@ def build_annotators(
     if train_limit is not None:
         train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
     recipes = [MemberRecipe(network, seed, epochs=epochs) for network, seed in members]
+    nets = obtain_members(recipes, train_images, train_labels.long(), Path(folder), log=log)
     annotators: list[Annotator] = [
         KNNAnnotator(train_images, train_labels, k=k),
-        EnsembleAnnotator(
-            obtain_members(recipes, train_images, train_labels.long(), Path(folder), log=log)
-        ),
+        EnsembleAnnotator(nets),
     ]
+    architectures = list(dict.fromkeys(recipe.network for recipe in recipes))
+    if len(architectures) > 1:
+        # Each architecture's members on their own: adversarial examples transfer most
+        # between networks of one architecture, so the gap between these two shows how much
+        # of the full ensemble's "change" is transfer rather than a changed digit.
+        for network in architectures:
+            chosen = [
+                net for net, recipe in zip(nets, recipes, strict=True) if recipe.network == network
+            ]
+            annotators.append(EnsembleAnnotator(chosen, name=f"{ENSEMBLE_NAME}-{network}"))
     accuracy = {a.name: clean_accuracy(a, test_images, test_labels) for a in annotators}
     return ProxyAnnotators(dataset, annotators, accuracy)

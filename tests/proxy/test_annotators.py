@@ -34,7 +34,7 @@ def test_clean_digits_with_a_made_up_target_are_no_change(tiny_annotators, clean
     bundle = read_bundle(write_digit_bundle(tmp_path / "clean", images, labels, targets))
     torch.testing.assert_close(bundle_images(bundle), images, rtol=0, atol=0)  # 8-bit digits
     rows = proxy_rows(bundle, tiny_annotators.annotators)
-    assert len(rows) == 2 * len(images)
+    assert len(rows) == len(tiny_annotators.annotators) * len(images)
     assert all(set(row) == set(EXPORT_COLUMNS) for row in rows)
     for annotator in tiny_annotators.annotators:
         accuracy = float((annotator.predict(images) == labels).double().mean())
@@ -76,10 +76,21 @@ def test_rows_name_the_study_and_annotator_and_never_pass_for_people(
         tmp_path / "b", images[:5], labels[:5], targets, defense="ours", seed=2
     )
     rows = proxy_rows(read_bundle(path), tiny_annotators.annotators)
-    assert {row["worker_id"] for row in rows} == {"knn-k5", "ensemble"}
+    names = ["knn-k5", "ensemble", "ensemble-fc", "ensemble-lenet5"]
+    assert [row["worker_id"] for row in rows] == names * 5
     assert {(row["worker_source"], row["verification"]) for row in rows} == {("proxy", "proxy")}
     assert {row["study"] for row in rows} == {"ours-fc-s2-proxy"}
-    assert [row["position"] for row in rows] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [row["position"] for row in rows] == [p for p in range(5) for _ in names]
+
+
+def test_sub_ensembles_hold_one_architecture_each(tiny_annotators, clean_digits):
+    """`ensemble` averages all members; `ensemble-fc`/`ensemble-lenet5` each one architecture."""
+    by_name = {a.name: a for a in tiny_annotators.annotators}
+    images = clean_digits[0][:50]
+    full, fc, lenet = (by_name[n] for n in ("ensemble", "ensemble-fc", "ensemble-lenet5"))
+    assert len(fc.members) == len(lenet.members) == 1
+    mean = (fc.probabilities(images) + lenet.probabilities(images)) / 2
+    torch.testing.assert_close(full.probabilities(images), mean)
 
 
 def test_clean_accuracy_is_measured_on_the_test_split(tiny_annotators, mnist5k_test_set):
