@@ -31,10 +31,12 @@ class RobustnessResult:
     """Per-sample outcome of one attack over a dataset, and the summary numbers.
 
     Attributes:
-        ratios: float (N,) ||r|| / ||x|| of the returned image; 0 for misclassified inputs;
-            for failures, the ratio of whatever the attack returned (C&W returns the input).
+        ratios: float (N,) ||r|| / ||x|| of the returned image; 0 for misclassified inputs
+            (unless they were attacked too, `attack_misclassified`); for failures, the ratio
+            of whatever the attack returned (C&W returns the input).
         misclassified: bool (N,) the clean input is already misclassified.
-        success: bool (N,) the attack met its criterion (True for misclassified inputs).
+        success: bool (N,) the attack met its criterion (True for misclassified inputs that
+            were not attacked).
         iterations: int64 (N,) update steps per sample where the attack counts them.
         adversarial: the returned images (N, ...), clipped to [0, 1].
     """
