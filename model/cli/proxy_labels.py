@@ -95,15 +95,29 @@ def _check_options(args: argparse.Namespace) -> list[tuple[str, int]]:
 
 
 def _read_bundles(paths: Sequence[Path]) -> list[Bundle]:
-    """Every bundle, verified (manifest and image hashes); UsageError naming a bad one."""
+    """Every bundle, verified (manifest and image hashes, a known dataset, one bundle per
+    model); UsageError naming the bad one."""
+    from model.datasets import canonical_dataset_name
     from model.stimuli.bundle import BundleError, read_bundle
 
-    bundles = []
+    bundles: list[Bundle] = []
+    seen: dict[tuple[str, str, int], Path] = {}
     for path in paths:
         try:
-            bundles.append(read_bundle(path))
-        except BundleError as error:
+            bundle = read_bundle(path)
+            canonical_dataset_name(bundle.meta.dataset)
+        except (BundleError, ValueError) as error:
             raise UsageError(f"bundle {path}: {error}") from error
+        meta = bundle.meta
+        key = (meta.defense, meta.network, meta.seed)
+        if key in seen:
+            # Their rows would share one proxy study and its stimulus ids.
+            raise UsageError(
+                f"bundles {seen[key]} and {path} are both {meta.defense}/{meta.network} seed "
+                f"{meta.seed}; label them in separate runs"
+            )
+        seen[key] = path
+        bundles.append(bundle)
     return bundles
 
 

@@ -54,12 +54,10 @@ def build_annotators(
     test_images, test_labels = load_dataset(dataset, "test", data_root).tensors[:2]
     if train_limit is not None:
         train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
+    knn = KNNAnnotator(train_images, train_labels, k=k)  # a bad k fails before any training
     recipes = [MemberRecipe(network, seed, epochs=epochs) for network, seed in members]
     nets = obtain_members(recipes, train_images, train_labels.long(), Path(folder), log=log)
-    annotators: list[Annotator] = [
-        KNNAnnotator(train_images, train_labels, k=k),
-        EnsembleAnnotator(nets),
-    ]
+    annotators: list[Annotator] = [knn, EnsembleAnnotator(nets)]
     architectures = list(dict.fromkeys(recipe.network for recipe in recipes))
     if len(architectures) > 1:
         # Each architecture's members on their own: adversarial examples transfer most

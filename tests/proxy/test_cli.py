@@ -4,6 +4,7 @@ answers to bad input: exit status 2, a message naming the bad value, nothing wri
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -92,7 +93,18 @@ def _drop_manifest(bundle: Path) -> str:
     return "manifest.jsonl is missing"
 
 
-@pytest.mark.parametrize("damage", [_damage_image, _drop_manifest], ids=["image", "manifest"])
+def _unknown_dataset(bundle: Path) -> str:
+    header = json.loads((bundle / "bundle.json").read_text())
+    header["dataset"] = "cifar-10"
+    (bundle / "bundle.json").write_text(json.dumps(header))
+    return "unknown dataset 'cifar-10'"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_damage_image, _drop_manifest, _unknown_dataset],
+    ids=["image", "manifest", "dataset"],
+)
 def test_a_damaged_bundle_is_named_and_nothing_is_written(damage, clean_bundle, tmp_path, capsys):
     broken = Path(shutil.copytree(clean_bundle, tmp_path / "broken"))
     problem = damage(broken)
@@ -115,12 +127,15 @@ def test_a_damaged_bundle_is_named_and_nothing_is_written(damage, clean_bundle, 
         (["--members", "cnn-s1"], "unknown network 'cnn'"),
         (["--members", "fc-101"], "ensemble member 'fc-101': expected NETWORK-sSEED"),
         (["--members", "fc-s1,fc-s1"], "ensemble members repeat"),
+        (["{bundle}"], "bundles {bundle} and {bundle} are both reference/fc seed 0"),
+        (["--k", "4001"], "annotators for dataset 'mnist-5k': k must be in 1..4000, got 4001"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(extra, message, clean_bundle, tmp_path, capsys):
     out, annotators = tmp_path / "proxy.csv", tmp_path / "annotators"
-    argv = ["proxy-labels", str(clean_bundle), *[e.format(tmp=tmp_path) for e in extra]]
+    names = {"tmp": tmp_path, "bundle": clean_bundle}
+    argv = ["proxy-labels", str(clean_bundle), *[e.format(**names) for e in extra]]
     argv += ["--out", str(out), "--annotators-dir", str(annotators)]
     assert main(argv) == 2
-    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert message.format(**names) in capsys.readouterr().err
     assert not out.exists() and not annotators.exists()
