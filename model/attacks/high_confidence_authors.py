@@ -18,7 +18,7 @@ with it is not like for like. This class reproduces what the authors' `test.py` 
   projected so that x + (1 + 0.02) r stays in [0, 1] (the paper's section 5).
 
 The paper's rho policy for this column is the caller's business (see
-`model.evaluation.results.AUTHORS_POLICY`): the authors attack every test image, including
+`model.evaluation.results.RHO_POLICIES`): the authors attack every test image, including
 misclassified ones, and average all returned images, failures included.
 
 References:

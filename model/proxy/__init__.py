@@ -4,7 +4,7 @@ defaults.py    k, ensemble members and epochs (torch-free: the CLI reads them at
 knn.py         k nearest training digits in L2 pixel distance (the paper's criterion, literally)
 augment.py     random shifts, rotations, scaling and elastic bends for training the ensemble
 ensemble.py    independently trained FC and LeNet-5 members, cached on disk; mean softmax
-annotators.py  both annotators for a dataset, with their clean test accuracy
+annotators.py  the k-NN, the ensemble and its per-architecture halves, with clean accuracy
 labeling.py    a bundle's stimuli labeled by each annotator, as rows of the label export
 
 Keep this file free of imports: `advcritic` imports `model.proxy.defaults` when it builds
