@@ -3,6 +3,10 @@
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
                   [--source all|mturk|local] [--plot table2.png] [--out FILE]
+    analyze-study --proxy FILE [--defense D] [--net N] [--format ...] [--out FILE]
+
+`--proxy` reads labels from `advcritic proxy-labels` (never-attacked classifiers, not
+people) and prints a PROXY Table 2 (analysis/proxy.py).
 
 Exit status: 0 done, 2 bad input (unknown or empty study, unreadable export, bad option).
 """
@@ -16,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from analysis.labels import AnalysisError, StudyLabels, read_database, read_export
+from analysis.proxy import proxy_results, render_proxy
 from analysis.report import FORMATS, render
 from analysis.table2 import SOURCES, choose_studies, compute_table2
 from contract.cli import run_command
@@ -57,6 +62,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="a CSV/JSON export from `study-server` instead of the database (repeatable)",
     )
     source.add_argument(
+        "--proxy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="labels from `advcritic proxy-labels` (classifiers, not people): a PROXY Table 2 "
+        "per defense and annotator (repeatable)",
+    )
+    source.add_argument(
         "--source",
         choices=SOURCES,
         default="all",
@@ -93,8 +106,16 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
 def _run(args: argparse.Namespace) -> None:
     if args.all and args.defense:
         raise AnalysisError("--all and --defense exclude each other (--all is every defense)")
-    table = compute_table2(_load(args), source=args.source, skip_empty=args.all)
-    text = render(table, args.format)
+    if args.proxy and (args.export or args.plot):
+        raise AnalysisError("--proxy is analyzed on its own: without --export or --plot")
+    if args.proxy:
+        results = proxy_results(
+            args.proxy, defense=args.defense, network=args.net, slugs=args.study
+        )
+        text = render_proxy(results, args.format)
+    else:
+        table = compute_table2(_load(args), source=args.source, skip_empty=args.all)
+        text = render(table, args.format)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text, encoding="utf-8")

@@ -29,3 +29,13 @@ EXPORT_COLUMNS = (
     "hit_id",
     "submitted_at",
 )
+
+# The worker sources of people's labels (study_server.db.models.WorkerSource).
+HUMAN_WORKER_SOURCES = frozenset({"mturk", "local"})
+PROXY_WORKER_SOURCE = "proxy"
+PROXY_VERIFICATION = "proxy"
+
+
+def proxy_study_slug(defense: str, network: str, seed: int) -> str:
+    """`<defense>-<network>-s<seed>-proxy`: the study name proxy rows carry."""
+    return f"{defense}-{network}-s{seed}-proxy".lower()

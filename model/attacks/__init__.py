@@ -14,12 +14,16 @@ Attacks:
                              early decided per group of 100 inputs (the authors' batch).
     HighConfidenceAttack     the paper's A_f (Algorithm 1, eq. 7), evaluation form:
                              target = closest boundary, confidence = the model's own.
+    AuthorsHighConfidenceAttack
+                             the same with the authors' float32 numerics (eps 1e-8, float32
+                             log-softmax and C): Table 1's `hc-authors` column.
     high_confidence_attack_unrolled(model, x, target, confidence, *, steps=5, overshoot=0.05)
                              A_f's differentiable training form (second order, straight-through stop).
     closest_boundary_targets(model, x, labels=None)
                              DeepFool's linearised nearest boundary, the targets A_f uses.
     ATTACKS / build_attack(name, **overrides)
-                             the registry the CLI and the evaluation use: fgsm, deepfool, cw, hc.
+                             the registry the CLI and the evaluation use: fgsm, deepfool, cw, hc,
+                             hc-authors.
     run_attack(attack, model, x, labels, *, batch_size=1000, ...)
                              an attack over many inputs in batches, results concatenated.
 
@@ -37,6 +41,7 @@ from model.attacks.high_confidence import (
     straight_through_round,
     straight_through_stop,
 )
+from model.attacks.high_confidence_authors import AuthorsHighConfidenceAttack
 from model.attacks.registry import ATTACKS, attack_names, build_attack, run_attack
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "FGSM",
     "Attack",
     "AttackResult",
+    "AuthorsHighConfidenceAttack",
     "HighConfidenceAttack",
     "L2CarliniWagnerAttack",
     "L2DeepFoolAttack",

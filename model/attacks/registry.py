@@ -1,7 +1,7 @@
 """Attacks by name with the paper's evaluation settings, and batched execution.
 
 The CLI, the evaluation and the stimuli generator all pick attacks from `ATTACKS`, so the
-settings behind "deepfool", "cw" and "hc" in Table 1 live in one place.
+settings behind "deepfool", "cw", "hc" and "hc-authors" in Table 1 live in one place.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from model.attacks.carlini_wagner import L2CarliniWagnerAttack
 from model.attacks.deepfool import L2DeepFoolAttack
 from model.attacks.fgsm import FGSM
 from model.attacks.high_confidence import HighConfidenceAttack
+from model.attacks.high_confidence_authors import AuthorsHighConfidenceAttack
 from model.progress import progress
 
 ATTACKS: dict[str, Callable[..., Attack]] = {
     "deepfool": L2DeepFoolAttack,
     "cw": L2CarliniWagnerAttack,
     "hc": HighConfidenceAttack,
+    "hc-authors": AuthorsHighConfidenceAttack,
     "fgsm": FGSM,
 }
 ALIASES = {
@@ -30,6 +32,7 @@ ALIASES = {
     "cw-l2": "cw",
     "carlini-wagner": "cw",
     "high-confidence": "hc",
+    "high-confidence-authors": "hc-authors",
 }
 
 

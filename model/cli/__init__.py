@@ -18,7 +18,8 @@ from contract.cli import run_command
 from model.cpu_threads import configure_thread_waiting
 
 COMMANDS = tuple(
-    f"model.cli.{name}" for name in ("train", "attack", "evaluate", "table1", "stimuli", "figures")
+    f"model.cli.{name}"
+    for name in ("train", "attack", "evaluate", "table1", "stimuli", "figures", "proxy_labels")
 )
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from contract.cli import UsageError
 from model.cli.attack import (
-    add_attack_options,
     add_attack_inputs,
+    add_attack_options,
     build_attacks,
     load_inputs,
     parse_attack_names,

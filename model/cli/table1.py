@@ -4,8 +4,8 @@
     advcritic table1 runs/paper --preset paper --out docs/table1-paper --device cuda
 
 Writes OUT.md and OUT.csv (mean and std over seeds beside the paper's numbers) and prints
-the Markdown. Each checkpoint's evaluation is cached beside it, so re-running after adding
-seeds evaluates only the new ones.
+the Markdown. Each attack's result on each checkpoint is cached beside it, so re-running
+after adding seeds or a column evaluates only what is new.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "table1",
         help="evaluate checkpoints of several seeds and write Table 1 (Markdown + CSV)",
         description="Test error and robustness rho under DeepFool, CW-L2 and the high-confidence "
-        "attack, mean and std over seeds, beside the paper's Table 1.",
+        "attack (with the project's exact numerics, hc, and with the authors' float32 numerics "
+        "and rho policy, hc-authors), mean and std over seeds, beside the paper's Table 1.",
     )
     parser.add_argument("paths", nargs="+", type=Path, help="checkpoints or folders holding runs")
     parser.add_argument(

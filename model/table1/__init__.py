@@ -8,10 +8,14 @@
 """
 
 from model.table1.presets import EVALUATION_PRESETS, EvaluationPreset
-from model.table1.results import ATTACK_COLUMNS, AttackSummary, CheckpointEvaluation
+from model.table1.results import (
+    ATTACK_COLUMNS,
+    RHO_POLICIES,
+    AttackSummary,
+    CheckpointEvaluation,
+)
 from model.table1.runner import (
     CheckpointInfo,
-    cache_path,
     describe_checkpoints,
     evaluate_checkpoint,
     find_checkpoints,
@@ -25,11 +29,13 @@ from model.table1.table import (
     markdown_document,
     markdown_table,
     ordering_report,
+    ratio_table,
 )
 
 __all__ = [
     "ATTACK_COLUMNS",
     "EVALUATION_PRESETS",
+    "RHO_POLICIES",
     "AttackSummary",
     "CheckpointEvaluation",
     "CheckpointInfo",
@@ -37,7 +43,6 @@ __all__ = [
     "Statistic",
     "TableRow",
     "build_rows",
-    "cache_path",
     "csv_text",
     "describe_checkpoints",
     "evaluate_checkpoint",
@@ -45,5 +50,6 @@ __all__ = [
     "markdown_document",
     "markdown_table",
     "ordering_report",
+    "ratio_table",
     "test_split_loader",
 ]

@@ -5,8 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Table 1's robustness columns, in the paper's order.
-ATTACK_COLUMNS = ("deepfool", "cw", "hc")
+# Table 1's robustness columns, in the paper's order; `hc-authors` is the paper's attack with
+# the authors' float32 numerics and rho policy, the like-for-like partner of its HC column.
+ATTACK_COLUMNS = ("deepfool", "cw", "hc", "hc-authors")
+# How each column's rho is computed (part of its cache key). "project": inputs misclassified
+# from the start count 0 and attack failures are excluded from the mean (counted apart).
+# "authors": as the authors' test.py did for their attack: every test image is attacked from
+# its true label, misclassified ones too, and every returned image is averaged in, failures
+# included.
+RHO_POLICIES = {"deepfool": "project", "cw": "project", "hc": "project", "hc-authors": "authors"}
+
+
+def rho_policy(attack: str) -> str:
+    return RHO_POLICIES.get(attack, "project")
 
 
 @dataclass(frozen=True)
@@ -14,7 +25,8 @@ class AttackSummary:
     """Robustness of one checkpoint under one attack.
 
     rho is mean ||r||/||x|| over the attacked images, inputs misclassified from the start
-    counting 0; failed attacks are excluded from the mean and counted in `failures`.
+    counting 0; failed attacks are excluded from the mean and counted in `failures`
+    (under the "authors" policy, see `RHO_POLICIES`, both are averaged in instead).
     """
 
     rho: float

@@ -1,15 +1,15 @@
 """Evaluate trained checkpoints for Table 1: test error and rho under the three attacks.
 
 Attacks and the rho policy come from `model.attacks` and `model.metrics` (one
-implementation for every number in the project). An evaluation is cached beside its
-checkpoint (`table1-<preset>.json`), keyed by the checkpoint's SHA-256 and the exact attack
-settings, so adding seeds to a table, or re-running after an interruption, only evaluates
-what is new.
+implementation for every number in the project). Each attack's result is cached beside its
+checkpoint on its own (`model.table1.cache`), keyed by the checkpoint's SHA-256, that
+attack's exact settings and the images it ran on, so adding seeds or a column to a table,
+or re-running after an interruption, only evaluates what is new.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import statistics
 import time
@@ -22,8 +22,14 @@ import torch
 from model.attacks import build_attack
 from model.checkpoint import file_sha256, load_checkpoint, load_classifier
 from model.metrics import robustness, test_error
+from model.table1 import cache
 from model.table1.presets import EvaluationPreset
-from model.table1.results import ATTACK_COLUMNS, AttackSummary, CheckpointEvaluation
+from model.table1.results import (
+    ATTACK_COLUMNS,
+    AttackSummary,
+    CheckpointEvaluation,
+    rho_policy,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TestSplit = tuple[torch.Tensor, torch.Tensor]
@@ -50,33 +56,6 @@ def find_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
-def cache_path(checkpoint: Path, preset: EvaluationPreset) -> Path:
-    return checkpoint.with_name(f"table1-{preset.name}.json")
-
-
-def _read_cache(path: Path, sha256: str, preset: EvaluationPreset) -> CheckpointEvaluation | None:
-    try:
-        data = json.loads(path.read_text())
-        if data["checkpoint_sha256"] != sha256 or data["settings"] != json.loads(
-            json.dumps(preset.settings())
-        ):
-            return None
-        return CheckpointEvaluation.from_dict(data["evaluation"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # missing, stale or damaged: evaluate again
-
-
-def _write_cache(path: Path, evaluation: CheckpointEvaluation, preset: EvaluationPreset) -> None:
-    payload = {
-        "checkpoint_sha256": evaluation.checkpoint_sha256,
-        "settings": preset.settings(),
-        "evaluation": evaluation.to_dict(),
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def test_split_loader(root: str | os.PathLike[str] | None = None) -> Callable[[str], TestSplit]:
     """Loads each dataset's test split once per loader."""
     from model.datasets import load_dataset
@@ -101,43 +80,41 @@ def evaluate_checkpoint(
     use_cache: bool = True,
     show_progress: bool = False,
 ) -> CheckpointEvaluation:
-    """Test error on the whole test split and rho under each of the preset's attacks."""
+    """Test error on the whole test split and rho under each of the preset's attacks.
+
+    Each attack is looked up in the cache on its own and only the missing ones run.
+    """
     path = Path(path)
     sha256 = file_sha256(path)
-    cached = _read_cache(cache_path(path, preset), sha256, preset) if use_cache else None
-    if cached is not None:
-        return cached
     net, checkpoint = load_classifier(path, device)
     images, labels = load_test_split(checkpoint.dataset)
+    error_key = cache.test_error_key(
+        checkpoint_sha256=sha256, dataset=checkpoint.dataset, test_images=len(images)
+    )
+    error = cache.read_test_error(path, error_key) if use_cache else None
+    if error is None:
+        error = test_error(net, images, labels, device=device)
+        cache.write_entry(path, error_key, error)
     summaries = {}
     for name in ATTACK_COLUMNS:
         if name not in preset.attacks:
             continue
-        started = time.perf_counter()
-        subset = preset.subset(name, len(images))
-        result = robustness(
-            net,
-            build_attack(name, **preset.attacks[name]),
-            images[subset],
-            labels[subset],
-            name=f"{checkpoint.describe()} {name}",
-            batch_size=preset.batch_size,
-            device=device,
-            show_progress=show_progress,
+        key = cache.attack_key(
+            checkpoint_sha256=sha256,
+            attack=name,
+            overrides=preset.attacks[name],
+            policy=rho_policy(name),
+            limit=preset.limits.get(name),
+            test_images=len(images),
         )
-        attacked_iterations = (
-            [] if result.iterations is None else result.iterations[~result.misclassified].tolist()
-        )
-        iterations = float(statistics.median(attacked_iterations)) if attacked_iterations else None
-        summaries[name] = AttackSummary(
-            rho=result.rho,
-            attacked=result.num_samples,
-            failures=result.num_failures,
-            misclassified=result.num_misclassified,
-            median_iterations=iterations,
-            seconds=time.perf_counter() - started,
-        )
-    evaluation = CheckpointEvaluation(
+        summary = cache.read_summary(path, key) if use_cache else None
+        if summary is None:
+            summary = _run_attack(
+                net, checkpoint.describe(), name, preset, images, labels, device, show_progress
+            )
+            cache.write_entry(path, key, dataclasses.asdict(summary))
+        summaries[name] = summary
+    return CheckpointEvaluation(
         checkpoint=str(path),
         checkpoint_sha256=sha256,
         defense=checkpoint.defense,
@@ -146,12 +123,48 @@ def evaluate_checkpoint(
         seed=checkpoint.seed,
         epoch=checkpoint.epoch,
         preset=preset.name,
-        test_error=test_error(net, images, labels, device=device),
+        test_error=error,
         test_images=len(images),
         attacks=summaries,
     )
-    _write_cache(cache_path(path, preset), evaluation, preset)
-    return evaluation
+
+
+def _run_attack(
+    net: torch.nn.Module,
+    description: str,
+    name: str,
+    preset: EvaluationPreset,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: str | torch.device,
+    show_progress: bool,
+) -> AttackSummary:
+    """One attack on the preset's subset of the test split, summarised under its rho policy."""
+    started = time.perf_counter()
+    subset = preset.subset(name, len(images))
+    authors = rho_policy(name) == "authors"
+    result = robustness(
+        net,
+        build_attack(name, **preset.attacks[name]),
+        images[subset],
+        labels[subset],
+        name=f"{description} {name}",
+        batch_size=preset.batch_size,
+        device=device,
+        show_progress=show_progress,
+        attack_misclassified=authors,
+    )
+    counted = torch.ones_like(result.misclassified) if authors else ~result.misclassified
+    attacked_iterations = [] if result.iterations is None else result.iterations[counted].tolist()
+    iterations = float(statistics.median(attacked_iterations)) if attacked_iterations else None
+    return AttackSummary(
+        rho=result.rho_with_failures if authors else result.rho,
+        attacked=result.num_samples,
+        failures=result.num_failures,
+        misclassified=result.num_misclassified,
+        median_iterations=iterations,
+        seconds=time.perf_counter() - started,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from model.attacks import (
     FGSM,
+    AuthorsHighConfidenceAttack,
     HighConfidenceAttack,
     L2CarliniWagnerAttack,
     L2DeepFoolAttack,
@@ -27,6 +28,7 @@ ATTACK_CASES = [
         id="cw",
     ),
     pytest.param(HighConfidenceAttack(), 1.0, id="hc"),
+    pytest.param(AuthorsHighConfidenceAttack(), 1.0, id="hc-authors"),
 ]
 
 
@@ -105,7 +107,7 @@ def test_float64_models_and_inputs_work(small_fc, correct_batch) -> None:
         (lambda m, x, y: FGSM(epsilon=-1), "epsilon must be >= 0"),
         (
             lambda m, x, y: build_attack("pgd"),
-            "unknown attack 'pgd'; choose one of: deepfool, cw, hc, fgsm",
+            "unknown attack 'pgd'; choose one of: deepfool, cw, hc, hc-authors, fgsm",
         ),
     ],
 )
