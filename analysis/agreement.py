@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from statsmodels.stats.inter_rater import fleiss_kappa
 
 from analysis.labels import LabelRow
 from analysis.stats import Share
@@ -115,6 +113,9 @@ def consensus(rows: Sequence[LabelRow], *, seed: int = 0, resamples: int = 999) 
     rated = table[totals == raters]
     kappa = low = high = None
     if len(rated) >= 2:
+        from scipy import stats
+        from statsmodels.stats.inter_rater import fleiss_kappa
+
         kappa = float(fleiss_kappa(rated))
 
         def statistic(index: np.ndarray) -> float:

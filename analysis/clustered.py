@@ -26,7 +26,6 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from analysis.stats import wilson_interval
 
@@ -147,6 +146,7 @@ def _bootstrap_interval(
     resamples: int,
 ) -> tuple[float, float, str]:
     """BCa, or the percentile interval where BCa is undefined (a degenerate jackknife)."""
+    from scipy import stats  # here, not at import: `analyze-study --help` stays quick
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore")  # DegenerateDataWarning: handled below
@@ -228,6 +228,8 @@ def compare_shares(
     def difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         a, b = a.astype(int), b.astype(int)
         return _ratio(successes[a], totals[a], axis) - _ratio(successes[b], totals[b], axis)
+
+    from scipy import stats
 
     estimate = float(difference(x, y))
     low, high, method = _bootstrap_interval(

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
-from scipy import stats
 
 from analysis.labels import AnalysisError
 from analysis.simulate import Arm, Design, SimulatedCounts, simulate_counts
@@ -122,6 +121,8 @@ def _variances(counts: SimulatedCounts) -> tuple[np.ndarray, np.ndarray, np.ndar
 def evaluate(
     arms: Sequence[Arm], design: Design, goal: Goal, *, replicates: int, seed: int
 ) -> Evaluation:
+    from scipy import stats
+
     counts = simulate_counts(arms, design, replicates=replicates, seed=seed)
     _, var, diffs, diff_var = _variances(counts)
     z = stats.norm.ppf(0.975)
@@ -141,6 +142,8 @@ def evaluate(
 
 def _needed(pilot: Evaluation, plan: Plan) -> tuple[int | None, dict[str, int]]:
     """Closed-form N from the pilot: a variance scales as 1 / N."""
+    from scipy import stats
+
     goal, n0 = plan.goal, pilot.assignments
     wants: list[tuple[int, str]] = []
     if goal.half_width is not None:
