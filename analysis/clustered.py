@@ -147,6 +147,7 @@ def _bootstrap_interval(
 ) -> tuple[float, float, str]:
     """BCa, or the percentile interval where BCa is undefined (a degenerate jackknife)."""
     from scipy import stats  # here, not at import: `analyze-study --help` stays quick
+
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore")  # DegenerateDataWarning: handled below

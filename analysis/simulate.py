@@ -252,7 +252,8 @@ class Arm:
 
     @property
     def title(self) -> str:
-        return self.name or f"{self.stimuli.defense}/{self.stimuli.network}"
+        title = f"{self.stimuli.defense}/{self.stimuli.network}"
+        return f"{title} ({self.name})" if self.name else title
 
 
 def _outcomes(
