@@ -215,7 +215,10 @@ def make_plan(
                     arms, replace(design, assignments=n), goal, replicates=replicates, seed=seed + 2
                 )
             )
-    plan.evaluations.sort(key=lambda e: e.assignments)
+    unique = {}
+    for evaluation in plan.evaluations:  # the pilot may already be the N needed
+        unique.setdefault(evaluation.assignments, evaluation)
+    plan.evaluations = sorted(unique.values(), key=lambda e: e.assignments)
     per_arm = [len(arm.stimuli) for arm in arms]
     covering = [
         math.ceil(design.labels_per_image * s / design.items_per_assignment) for s in per_arm

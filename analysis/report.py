@@ -21,6 +21,7 @@ from analysis.table2 import Comparison, DefenseResult, Outcomes, Table2
 from contract.names import DEFENSE_TITLES, NETWORK_TITLES
 
 FORMATS = ("markdown", "csv", "json")
+SIMULATED_WORKER = "sim-"  # what analysis.simulate names its annotators
 SYNTHETIC_DATASET = "synthetic"  # what study_server.synthetic writes: demo images, never a study
 _SOURCE_TEXT = {
     "all": "MTurk submissions confirmed by `mturk sync` and lab (local-mode) submissions",
@@ -305,6 +306,20 @@ def render_markdown(table: Table2) -> str:
         _cells(_MAIN_ALIGN),
         *(_main_row(result) for result in table.results),
     ]
+    simulated = [
+        slug
+        for r in table.results
+        if r.rows and all(row.worker_id.startswith(SIMULATED_WORKER) for row in r.rows)
+        for slug in r.studies
+    ]
+    if simulated:
+        lines += [
+            "",
+            (
+                f"**Simulated:** the labels of {', '.join(simulated)} come from simulated "
+                "annotators (`analyze-study simulate`), not from people."
+            ),
+        ]
     demos = [slug for r in table.results if SYNTHETIC_DATASET in r.datasets for slug in r.studies]
     if demos:
         lines += [
