@@ -25,7 +25,9 @@ def _by_annotator(successes: np.ndarray, labels: np.ndarray) -> dict[int, tuple[
 def test_the_annotator_bootstrap_covers_the_truth_where_wilson_does_not():
     model = Annotators(change_rate=0.6, change_slope=4.0, annotator_sd=1.0, image_sd=1.0)
     truth = model.expected_shares(STIMULI)["change"]
-    studies = simulate_counts([Arm(STIMULI, model)], Design(assignments=100), replicates=400, seed=7)
+    studies = simulate_counts(
+        [Arm(STIMULI, model)], Design(assignments=100), replicates=400, seed=7
+    )
     bootstrap = wilson = 0
     for r in range(400):
         shares = _by_annotator(studies.change[r, :, 0], studies.labels[:, 0])
@@ -41,7 +43,9 @@ def test_the_annotator_bootstrap_covers_the_truth_where_wilson_does_not():
 def test_comparisons_hold_their_level_under_no_difference_and_cover_a_real_one(interleaved):
     same = Annotators(change_rate=0.6, annotator_sd=1.0)
     arms = [Arm(STIMULI, same), Arm(STIMULI, same)]
-    studies = simulate_counts(arms, Design(assignments=40, interleaved=interleaved), replicates=200, seed=11)
+    studies = simulate_counts(
+        arms, Design(assignments=40, interleaved=interleaved), replicates=200, seed=11
+    )
     rejected = covered = 0
     for r in range(200):
         first = _by_annotator(studies.change[r, :, 0], studies.labels[:, 0])
@@ -55,10 +59,15 @@ def test_comparisons_hold_their_level_under_no_difference_and_cover_a_real_one(i
 
 
 def test_within_subject_comparisons_are_narrower_when_people_differ_a_lot():
-    arms = [Arm(STIMULI, Annotators(0.7, annotator_sd=2.0)), Arm(STIMULI, Annotators(0.6, annotator_sd=2.0))]
+    arms = [
+        Arm(STIMULI, Annotators(0.7, annotator_sd=2.0)),
+        Arm(STIMULI, Annotators(0.6, annotator_sd=2.0)),
+    ]
     widths = {}
     for interleaved in (False, True):
-        study = simulate_counts(arms, Design(assignments=60, interleaved=interleaved), replicates=1, seed=3)
+        study = simulate_counts(
+            arms, Design(assignments=60, interleaved=interleaved), replicates=1, seed=3
+        )
         d = compare_shares(
             _by_annotator(study.change[0, :, 0], study.labels[:, 0]),
             _by_annotator(study.change[0, :, 1], study.labels[:, 1]),
@@ -71,7 +80,9 @@ def test_within_subject_comparisons_are_narrower_when_people_differ_a_lot():
 def test_edge_cases_are_explicit():
     assert clustered_share({"a": (3, 25)}) is None  # one person: no between-person variation
     none = clustered_share({"a": (0, 25), "b": (0, 25), "c": (0, 20)})
-    assert (none.low, none.count) == (0.0, 0) and none.high == pytest.approx(wilson_interval(0, 3)[1])
+    assert (none.low, none.count) == (0.0, 0) and none.high == pytest.approx(
+        wilson_interval(0, 3)[1]
+    )
     assert "Wilson on annotators" in none.method
     every = clustered_share({"a": (25, 25), "b": (25, 25)})
     assert every.high == 1.0 and every.low == pytest.approx(wilson_interval(2, 2)[0])
@@ -87,5 +98,9 @@ def test_a_large_difference_is_significant_and_its_sign_is_ours_minus_baseline()
     ours = {f"w{n}": (20 + n % 5, 25) for n in range(30)}
     baseline = {f"v{n}": (n % 5, 25) for n in range(30)}
     d = compare_shares(ours, baseline, permutations=999)
-    assert d.estimate == pytest.approx((sum(s for s, _ in ours.values()) - sum(s for s, _ in baseline.values())) / 750)
-    assert d.low > 0.5 and d.p_value < 0.01 and d.annotators == (30, 30) and d.shared_annotators == 0
+    assert d.estimate == pytest.approx(
+        (sum(s for s, _ in ours.values()) - sum(s for s, _ in baseline.values())) / 750
+    )
+    assert (
+        d.low > 0.5 and d.p_value < 0.01 and d.annotators == (30, 30) and d.shared_annotators == 0
+    )

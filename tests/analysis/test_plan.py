@@ -36,7 +36,9 @@ def test_the_planned_half_width_and_power_are_what_the_full_analysis_gives():
         second = _sums(counts.change[r, :, 1], counts.labels[:, 1])
         share = clustered_share(first, seed=r, resamples=499)
         widths.append((share.high - share.low) / 2)
-        rejected += compare_shares(first, second, seed=r, resamples=199, permutations=499).p_value < 0.05
+        rejected += (
+            compare_shares(first, second, seed=r, resamples=199, permutations=499).p_value < 0.05
+        )
     assert np.mean(widths) == pytest.approx(predicted.half_width[0], rel=0.08)
     assert rejected / 120 == pytest.approx(predicted.power[0], abs=0.12)
 
@@ -53,7 +55,10 @@ def test_the_recommended_assignments_meet_the_goal_and_half_of_them_do_not():
 
 
 def test_interleaving_needs_fewer_assignments_when_people_differ():
-    arms = [Arm(STIMULI, Annotators(0.7, annotator_sd=1.5)), Arm(STIMULI, Annotators(0.6, annotator_sd=1.5))]
+    arms = [
+        Arm(STIMULI, Annotators(0.7, annotator_sd=1.5)),
+        Arm(STIMULI, Annotators(0.6, annotator_sd=1.5)),
+    ]
     needed = {
         interleaved: make_plan(
             arms, Design(assignments=50, interleaved=interleaved), Goal(), COSTS, replicates=400
@@ -91,7 +96,9 @@ def test_plan_command_reads_bundles_and_mturk_cost_from_settings(bundles, capsys
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["needed_per_defense"] >= 2
     assert set(out["needed_for"]) == {"power", "half-width"}
-    row = next(e for e in out["evaluations"] if e["assignments_per_defense"] == out["needed_per_defense"])
+    row = next(
+        e for e in out["evaluations"] if e["assignments_per_defense"] == out["needed_per_defense"]
+    )
     total = 2 * out["needed_per_defense"]
     assert Decimal(row["mturk_usd"]) == (Decimal("0.96") * total).quantize(Decimal("0.01"))
     assert [a["annotators"]["change_rate"] for a in out["arms"]] == pytest.approx([0.7, 0.6])
@@ -111,7 +118,10 @@ def test_plan_command_reads_bundles_and_mturk_cost_from_settings(bundles, capsys
         (["--change-rate", "1.5"], "--change-rate must be in (0, 1), got 1.5"),
         (["--change-rate", "0.5", "--k", "0"], "--k must be a whole number >= 1, got 0"),
         (["--change-rate", "0.5", "--power", "2"], "--power must be in (0, 1), got 2.0"),
-        (["--change-rate", "0.5", "--change-rate", "0.4", "--change-rate", "0.3"], "--change-rate given 3 times"),
+        (
+            ["--change-rate", "0.5", "--change-rate", "0.4", "--change-rate", "0.3"],
+            "--change-rate given 3 times",
+        ),
         ([], "give --change-rate"),
     ],
 )
@@ -123,7 +133,12 @@ def test_plan_bad_input_exits_2_naming_the_value(bundles, capsys, argv, message)
 def test_plan_without_stimuli_or_with_a_missing_bundle_exits_2(capsys, tmp_path):
     assert analyze_study(["plan", "--change-rate", "0.5"], settings=_settings()) == 2
     assert "--bundle DIR or --study SLUG" in capsys.readouterr().err
-    assert analyze_study(["plan", "--bundle", str(tmp_path / "no"), "--change-rate", "0.5"], settings=_settings()) == 2
+    assert (
+        analyze_study(
+            ["plan", "--bundle", str(tmp_path / "no"), "--change-rate", "0.5"], settings=_settings()
+        )
+        == 2
+    )
     assert "bundle folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_status:  # argparse's own bad-value exit
         analyze_study(["plan", "--bundle", str(tmp_path), "--mturk-fee", "x"], settings=_settings())

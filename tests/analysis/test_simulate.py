@@ -52,13 +52,16 @@ def test_the_expected_shares_are_what_many_studies_average_to():
 
 
 def test_table2_recovers_each_defenses_change_rate_within_its_interval(interleaved_k3):
-    arms, studies, table = interleaved_k3
+    arms, _studies, table = interleaved_k3
     truth = {a.stimuli.defense: a.annotators.expected_shares(a.stimuli) for a in arms}
     assert {r.defense for r in table.results} == set(RATES)
     for result in table.results:
         for outcome in ("change", "no_change"):
             share = result.clustered[outcome]
-            assert share.low <= truth[result.defense][outcome] <= share.high, (result.defense, outcome)
+            assert share.low <= truth[result.defense][outcome] <= share.high, (
+                result.defense,
+                outcome,
+            )
         # 72 x 25 labels split over 3 defenses, every person sees every defense.
         assert result.outcomes.change.total == 600 * 3 and result.annotators == 216
         assert result.catch_accuracy.total == 216
@@ -148,7 +151,13 @@ def test_an_export_without_rho_still_reads_without_the_rho_curve(tmp_path):
     ],
 )
 def test_bad_parameters_name_the_value(make, message):
-    with pytest.raises(AnalysisError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        AnalysisError,
+        match=message.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
         make()
 
 
