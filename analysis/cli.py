@@ -1,14 +1,20 @@
-"""`analyze-study`: the paper's Table 2 from the labels people gave.
+"""`analyze-study`: the paper's Table 2 from the labels people gave, and planning before paying.
 
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
-                  [--source all|mturk|local] [--plot table2.png] [--out FILE]
+                  [--source all|mturk|local] [--plot table2.png] [--figures DIR] [--out FILE]
+                  [--seed 0] [--resamples 1999] [--bins 5]
+    analyze-study plan --bundle DIR [--bundle DIR ...] --change-rate P [...] [--difference D]
+                  [--assignments N] [--items 25] [--k 1] [--interleaved]
+                  [--power 0.8] [--alpha 0.05] [--half-width H] [--replicates 1000]
+    analyze-study simulate --bundle DIR [--bundle DIR ...] --change-rate P [...] --out labels.csv
     analyze-study --proxy FILE [--defense D] [--net N] [--format ...] [--out FILE]
 
 `--proxy` reads labels from `advcritic proxy-labels` (never-attacked classifiers, not
 people) and prints a PROXY Table 2 (analysis/proxy.py).
 
-Exit status: 0 done, 2 bad input (unknown or empty study, unreadable export, bad option).
+Exit status: 0 done, 2 bad input (unknown or empty study, unreadable export or bundle, a bad
+option value; the message names it).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
 
+from analysis.clustered import RESAMPLES
 from analysis.labels import AnalysisError, StudyLabels, read_database, read_export
 from analysis.proxy import proxy_results, render_proxy
 from analysis.report import FORMATS, render
@@ -27,6 +35,8 @@ from contract.cli import run_command
 from study_server.db.access import DatabaseNotReady
 from study_server.settings import Settings, get_settings
 
+SUBCOMMANDS = ("plan", "simulate")
+
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -34,6 +44,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         description="Table 2: how often people label adversarial images with the attack's "
         "target (change) "
         "or with the original class (no change), per defense, beside the paper's numbers.",
+        epilog="Also: `analyze-study plan ...` (assignments and cost a goal needs, from "
+        "simulated annotators) and `analyze-study simulate ...` (labels of simulated "
+        "annotators as an export); see `analyze-study plan --help`.",
     )
     which = parser.add_argument_group("which studies")
     which.add_argument("--defense", help="reference, at, vat, mm or ours")
@@ -76,11 +89,29 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="whose labels count: MTurk (confirmed by `mturk sync`), lab (local mode), "
         "or both (default)",
     )
+    method = parser.add_argument_group("statistics")
+    method.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstraps and permutation tests"
+    )
+    method.add_argument(
+        "--resamples",
+        type=int,
+        default=RESAMPLES,
+        help="annotator-bootstrap resamples (default %(default)s)",
+    )
+    method.add_argument(
+        "--bins", type=int, default=5, help="quantile bins of rho and confidence (default 5)"
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=FORMATS, default="markdown")
     output.add_argument("--out", help="write the table to this file instead of standard output")
     output.add_argument(
         "--plot", metavar="PNG", help="also draw change / no change per defense to this PNG file"
+    )
+    output.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="also write table2, psychometric_rho and psychometric_confidence as PNG and SVG",
     )
     return parser
 
@@ -97,36 +128,66 @@ def _load(args: argparse.Namespace) -> list[StudyLabels]:
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
-    args = build_parser(settings or get_settings()).parse_args(argv)
-    return run_command(
-        "analyze-study", lambda: _run(args), usage=(AnalysisError, DatabaseNotReady)
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = settings or get_settings()
+    if argv and argv[0] in SUBCOMMANDS:
+        from analysis import planning_cli
+
+        return planning_cli.main(argv[0], argv[1:], settings)
+    args = build_parser(settings).parse_args(argv)
+    return run_command("analyze-study", lambda: _run(args), usage=(AnalysisError, DatabaseNotReady))
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.all and args.defense:
         raise AnalysisError("--all and --defense exclude each other (--all is every defense)")
-    if args.proxy and (args.export or args.plot):
-        raise AnalysisError("--proxy is analyzed on its own: without --export or --plot")
+    if args.proxy and (args.export or args.plot or args.figures):
+        raise AnalysisError("--proxy is analyzed on its own: without --export, --plot or --figures")
     if args.proxy:
         results = proxy_results(
             args.proxy, defense=args.defense, network=args.net, slugs=args.study
         )
-        text = render_proxy(results, args.format)
-    else:
-        table = compute_table2(_load(args), source=args.source, skip_empty=args.all)
-        text = render(table, args.format)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+        _write(render_proxy(results, args.format), args.out)
+        return
+    table = compute_table2(
+        _load(args),
+        source=args.source,
+        skip_empty=args.all,
+        seed=args.seed,
+        resamples=args.resamples,
+        bins=args.bins,
+    )
+    _write(render(table, args.format), args.out)
     if args.plot:
         from analysis.plot import plot_table2
 
-        print(
-            f"analyze-study: plot written to {plot_table2(table, args.plot)}", file=sys.stderr
-        )
+        print(f"analyze-study: plot written to {plot_table2(table, args.plot)}", file=sys.stderr)
+    if args.figures:
+        from analysis.plot import write_figures
+
+        for path in write_figures(table, args.figures):
+            print(f"analyze-study: figure written to {path}", file=sys.stderr)
+
+
+def decimal_option(name: str):
+    def parse(text: str) -> Decimal:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not value.is_finite() or value < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be 0 or more, got {text!r}")
+        return value
+
+    return parse
 
 
 if __name__ == "__main__":

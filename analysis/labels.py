@@ -47,6 +47,22 @@ class LabelRow:
     worker_id: str
     allocation_status: str
     verification: str  # "confirmed" | "flagged" | "unverified" | "not_applicable"
+    # What the stimulus was, for per-image consensus and the psychometric view. Optional so
+    # that exports written before a column existed still read (None: not known).
+    stimulus_id: str | None = None
+    rho: float | None = None
+    confidence_original: float | None = None
+    confidence_adversarial: float | None = None
+
+    @property
+    def annotator(self) -> tuple[str, str]:
+        """Who gave the label: the unit whose labels are not independent of each other."""
+        return self.worker_source, self.worker_id
+
+    @property
+    def image(self) -> tuple[str, str] | None:
+        """Which image was labeled (a study's stimulus), or None when the export lacks it."""
+        return None if self.stimulus_id is None else (self.study, self.stimulus_id)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,11 @@ _REQUIRED = (
 )
 
 
+def _optional_float(raw: dict[str, Any], name: str) -> float | None:
+    value = raw.get(name)
+    return None if value in (None, "") else float(value)
+
+
 def _row(raw: dict[str, Any], where: str) -> LabelRow:
     missing = [name for name in _REQUIRED if name not in raw]
     if missing:
@@ -90,6 +111,10 @@ def _row(raw: dict[str, Any], where: str) -> LabelRow:
             worker_id=str(raw["worker_id"]),
             allocation_status=str(raw["allocation_status"]),
             verification=str(raw["verification"]),
+            stimulus_id=None if raw.get("stimulus_id") in (None, "") else str(raw["stimulus_id"]),
+            rho=_optional_float(raw, "rho"),
+            confidence_original=_optional_float(raw, "confidence_original"),
+            confidence_adversarial=_optional_float(raw, "confidence_adversarial"),
         )
     except (TypeError, ValueError) as error:
         raise AnalysisError(f"{where}: {error}") from error

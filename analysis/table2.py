@@ -20,6 +20,12 @@ Which labels count (`exclusion_reason`), decided here once for the database and 
 
 Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
 the row lists them.
+
+Beside the paper's figures each row carries what a reader needs to judge them
+(docs/analysis.md): intervals that treat an annotator's labels as one correlated cluster
+(clustered.py), per-image consensus and agreement when images have several labels
+(agreement.py), and the shares as functions of rho and of the model's confidence
+(psychometric.py). The table also compares ours with each baseline on the same network.
 """
 
 from __future__ import annotations
@@ -28,12 +34,24 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from analysis.agreement import Consensus, consensus, outcome_code
+from analysis.clustered import (
+    RESAMPLES,
+    ClusteredShare,
+    Difference,
+    cluster_sums,
+    clustered_share,
+    compare_shares,
+)
 from analysis.labels import AnalysisError, LabelRow, StudyInfo, StudyLabels
+from analysis.psychometric import Curve, curves
 from analysis.stats import Share
 from contract.names import DEFENSES, NETWORKS, canonical_network
 from contract.paper import Table2Row, paper_table2
 
 SOURCES = ("all", "mturk", "local")
+OUTCOMES = ("change", "no_change", "other")
+OURS = "ours"
 
 
 def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
@@ -101,10 +119,41 @@ class DefenseResult:
     assignments: int
     labels_by_source: dict[str, int]
     excluded: dict[str, int] = field(default_factory=dict)
+    # Annotator-bootstrap intervals of change / no_change / other (None: < 2 annotators).
+    clustered: dict[str, ClusteredShare | None] = field(default_factory=dict)
+    consensus: Consensus | None = None  # only when some image has k > 1 labels
+    curves: list[Curve] = field(default_factory=list)
+    rows: tuple[LabelRow, ...] = field(default=(), repr=False)  # the counted adversarial labels
 
     @property
     def paper(self) -> Table2Row | None:
         return paper_table2(self.network, self.defense)
+
+    def by_annotator(self, outcome: str) -> dict[tuple[str, str], tuple[int, int]]:
+        code = OUTCOMES.index(outcome)
+        return cluster_sums((r.annotator, outcome_code(r) == code) for r in self.rows)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Ours minus a baseline on one network, in one outcome's share."""
+
+    network: str
+    defense: str
+    baseline: str
+    outcome: str
+    difference: Difference
+    p_holm: float  # Holm-adjusted over the baselines of this network and outcome
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "network": self.network,
+            "defense": self.defense,
+            "baseline": self.baseline,
+            "outcome": self.outcome,
+            **self.difference.as_dict(),
+            "p_holm": self.p_holm,
+        }
 
 
 @dataclass
@@ -112,6 +161,7 @@ class Table2:
     results: list[DefenseResult]
     source: str
     skipped: dict[str, str] = field(default_factory=dict)  # group title -> why
+    comparisons: list[Comparison] = field(default_factory=list)
 
 
 def choose_studies(
@@ -173,13 +223,25 @@ def _group_key(info: StudyInfo) -> tuple[int, int, str, str]:
 
 
 def compute_table2(
-    studies: list[StudyLabels], *, source: str = "all", skip_empty: bool = False
+    studies: list[StudyLabels],
+    *,
+    source: str = "all",
+    skip_empty: bool = False,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    bins: int = 5,
 ) -> Table2:
-    """One result per (defense, network) among `studies`.
+    """One result per (defense, network) among `studies`, and ours against each baseline.
 
     A group without counted labels is an `AnalysisError`; with `skip_empty` it is listed in
-    `skipped` instead, as long as one group remains.
+    `skipped` instead, as long as one group remains. `seed` fixes every bootstrap and
+    permutation, so the same labels always give the same report; `bins` is the number of
+    quantile bins of the psychometric curves.
     """
+    if resamples < 99:
+        raise AnalysisError(f"--resamples must be at least 99, got {resamples}")
+    if not 1 <= bins <= 50:
+        raise AnalysisError(f"--bins must be between 1 and 50, got {bins}")
     if source not in SOURCES:
         raise AnalysisError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
     groups: dict[tuple[int, int, str, str], list[StudyLabels]] = {}
@@ -189,17 +251,65 @@ def compute_table2(
     for key in sorted(groups):
         members = groups[key]
         try:
-            table.results.append(_result(key[3], key[2], members, source))
+            table.results.append(
+                _result(key[3], key[2], members, source, seed=seed, resamples=resamples, bins=bins)
+            )
         except AnalysisError as error:
             if not skip_empty:
                 raise
             table.skipped[f"{key[3]}/{key[2]}"] = str(error)
     if not table.results:
         raise AnalysisError("no study has counted labels: " + "; ".join(table.skipped.values()))
+    table.comparisons = compare_with_baselines(table.results, seed=seed, resamples=resamples)
     return table
 
 
-def _result(defense: str, network: str, members: list[StudyLabels], source: str) -> DefenseResult:
+def compare_with_baselines(
+    results: list[DefenseResult], *, seed: int = 0, resamples: int = RESAMPLES
+) -> list[Comparison]:
+    """Ours - each baseline of the same network, in % change and % no change, Holm-adjusted."""
+    from statsmodels.stats.multitest import multipletests
+
+    found: list[Comparison] = []
+    for network in dict.fromkeys(r.network for r in results):
+        ours = next((r for r in results if r.network == network and r.defense == OURS), None)
+        if ours is None:
+            continue
+        baselines = [r for r in results if r.network == network and r.defense != OURS]
+        for outcome in ("change", "no_change"):
+            made = [
+                (baseline, difference)
+                for baseline in baselines
+                if (
+                    difference := compare_shares(
+                        ours.by_annotator(outcome),
+                        baseline.by_annotator(outcome),
+                        seed=seed,
+                        resamples=resamples,
+                    )
+                )
+                is not None
+            ]
+            if not made:
+                continue
+            adjusted = multipletests([d.p_value for _, d in made], method="holm")[1]
+            found += [
+                Comparison(network, OURS, baseline.defense, outcome, difference, float(p))
+                for (baseline, difference), p in zip(made, adjusted, strict=True)
+            ]
+    return found
+
+
+def _result(
+    defense: str,
+    network: str,
+    members: list[StudyLabels],
+    source: str,
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    bins: int = 5,
+) -> DefenseResult:
     slugs = tuple(m.info.slug for m in members)
     rows = [row for m in members for row in m.rows]
     excluded = Counter(
@@ -226,6 +336,15 @@ def _result(defense: str, network: str, members: list[StudyLabels], source: str)
         for label in sorted({r.original_label for r in adversarial})
     ]
     catch = [row for row in counted if row.kind == "catch"]
+    codes = [outcome_code(row) for row in adversarial]
+    clustered = {
+        name: clustered_share(
+            cluster_sums((r.annotator, c == code) for r, c in zip(adversarial, codes, strict=True)),
+            seed=seed,
+            resamples=resamples,
+        )
+        for code, name in enumerate(OUTCOMES)
+    }
     return DefenseResult(
         defense=defense,
         network=network,
@@ -240,4 +359,8 @@ def _result(defense: str, network: str, members: list[StudyLabels], source: str)
         assignments=len({(r.study, r.assignment) for r in counted}),
         labels_by_source=dict(sorted(Counter(r.worker_source for r in counted).items())),
         excluded=dict(excluded.most_common()),
+        clustered=clustered,
+        consensus=consensus(adversarial, seed=seed),
+        curves=curves(adversarial, bins=bins, seed=seed, resamples=min(resamples, 999)),
+        rows=tuple(adversarial),
     )

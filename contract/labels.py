@@ -1,6 +1,9 @@
 """The columns of a label export: one row per label, with the stimulus it labels, the person
 and the state of their submission. The study server writes them (`/admin/.../export`), the
-proxy annotators write the same columns, and `analyze-study --export` reads any such file."""
+proxy annotators write the same columns, and `analyze-study --export` reads any such file.
+
+`rho` (the perturbation size ||r||/||x|| of the stimulus) came later: exports written before
+it lack the column, and the analysis reads them without the psychometric view."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ EXPORT_COLUMNS = (
     "prediction_adversarial",
     "confidence_original",
     "confidence_adversarial",
+    "rho",
     "label",
     "response_ms",
     "worker_source",

@@ -67,6 +67,7 @@ def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[s
                 "prediction_adversarial": stimulus.prediction_adversarial,
                 "confidence_original": stimulus.confidence_original,
                 "confidence_adversarial": stimulus.confidence_adversarial,
+                "rho": stimulus.rho,
                 "label": label.label,
                 "response_ms": label.response_ms,
                 "worker_source": worker.source.value,

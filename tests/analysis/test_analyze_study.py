@@ -243,3 +243,18 @@ def test_bad_sources_of_labels_are_clear_errors(capsys, tmp_path):
     assert code == 2 and "missing column(s) defense" in err
     code, _, err = _run(capsys, ["--defense", "ours", "--export", str(tmp_path / "none.json")])
     assert code == 2 and "export file not found" in err
+
+
+def test_the_database_road_carries_rho_for_the_psychometric_view(labeled_sqlite, capsys):
+    database_url, lab, _ = labeled_sqlite
+    code, out, _ = _run(
+        capsys, ["--defense", "ours", "--format", "json", "--database-url", database_url]
+    )
+    (result,) = json.loads(out)["results"]
+    rho = next(c for c in result["psychometric"] if c["variable"] == "rho")
+    assert code == 0 and rho["labels_without_value"] == 0
+    assert sum(b["labels"] for b in rho["bins"]) == 20
+    shown = sorted(record.rho for record, _ in lab if record.kind == "adversarial")
+    assert rho["bins"][0]["low"] == shown[0] and rho["bins"][-1]["high"] == shown[-1]
+    assert result["per_image"] is None  # one label per image: no consensus to report
+    assert result["clustered"]["change"]["annotators"] == 4
