@@ -2,7 +2,7 @@
 
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
-                  [--source all|mturk|local] [--plot table2.png] [--out FILE]
+                  [--source auto|all|mturk|local] [--plot table2.png] [--out FILE]
 
 Exit status: 0 done, 2 bad input (unknown or empty study, unreadable export, bad option).
 """
@@ -59,9 +59,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     source.add_argument(
         "--source",
         choices=SOURCES,
-        default="all",
-        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (local mode), "
-        "or both (default)",
+        default="auto",
+        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (invited codes), or "
+        "both; auto (default): a study's MTurk labels if it has HITs there, else its lab labels",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=FORMATS, default="markdown")

@@ -19,10 +19,27 @@ from contract.names import DEFENSE_TITLES, NETWORK_TITLES
 FORMATS = ("markdown", "csv", "json")
 SYNTHETIC_DATASET = "synthetic"  # what study_server.synthetic writes: demo images, never a study
 _SOURCE_TEXT = {
-    "all": "MTurk submissions confirmed by `mturk sync` and lab (local-mode) submissions",
+    "all": "MTurk submissions confirmed by `mturk sync` and invited lab submissions",
     "mturk": "MTurk submissions confirmed by `mturk sync` only",
-    "local": "lab (local-mode) submissions only",
+    "local": "invited lab (local-mode) submissions only",
 }
+
+
+def counted_text(table: Table2) -> str:
+    """Whose labels the table counts, and why (with `--source auto`, per study)."""
+    if table.source != "auto":
+        return _SOURCE_TEXT[table.source]
+    parts = []
+    for result in table.results:
+        network, defense = _title(result)
+        why = {
+            "mturk": "it has HITs on MTurk; lab labels only with --source all",
+            "local": "it has no HITs on a market",
+        }.get(result.counted_source, "its studies differ")
+        parts.append(
+            f"{network} / {defense}: {_SOURCE_TEXT.get(result.counted_source, 'mixed')} ({why})"
+        )
+    return "; ".join(parts)
 
 
 _INTRO = (
@@ -127,7 +144,7 @@ def render_markdown(table: Table2) -> str:
     lines = [
         "# Table 2: what people see in adversarial images",
         "",
-        f"Counted: {_SOURCE_TEXT[table.source]}. {_INTRO}",
+        f"Counted: {counted_text(table)}. {_INTRO}",
         "",
         _cells(_MAIN_COLUMNS),
         _cells(_MAIN_ALIGN),
@@ -258,12 +275,16 @@ def render_json(table: Table2) -> str:
                 "assignments": result.assignments,
                 "labels_by_source": result.labels_by_source,
                 "excluded": result.excluded,
+                "counted_source": result.counted_source,
             }
         )
-    return (
-        json.dumps({"source": table.source, "results": results, "skipped": table.skipped}, indent=2)
-        + "\n"
-    )
+    document = {
+        "source": table.source,
+        "counted": counted_text(table),
+        "results": results,
+        "skipped": table.skipped,
+    }
+    return json.dumps(document, indent=2) + "\n"
 
 
 def render(table: Table2, fmt: str) -> str:
