@@ -113,17 +113,11 @@ def _live(now: datetime):  # noqa: ANN202 - a SQL condition
     )
 
 
-def hold_deadline(
-    session: Session, *, hit_id: str | None, now: datetime, policy: AllocationPolicy
-) -> datetime:
+def hold_deadline(hit: MTurkHit | None, *, now: datetime, policy: AllocationPolicy) -> datetime:
     """Rule 2: `timeout`, and never past the HIT's MTurk assignment duration."""
     hold = policy.timeout
-    if hit_id is not None:
-        duration = session.scalar(
-            select(MTurkHit.assignment_duration_s).where(MTurkHit.hit_id == hit_id)
-        )
-        if duration:
-            hold = min(hold, timedelta(seconds=duration))
+    if hit is not None and hit.assignment_duration_s:
+        hold = min(hold, timedelta(seconds=hit.assignment_duration_s))
     return now + hold
 
 

@@ -201,8 +201,11 @@ def _accept_once(
     begin_write(session)
     study = find_study(session, study_slug)
     worker, mturk = claimant.worker, claimant.mturk
+    hit = None
     if mturk is not None:
-        rules.check_hit(session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id)
+        hit = rules.check_hit(
+            session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
+        )
         _check_mturk_assignment(session, mturk=mturk, worker=worker)
     elif invite is None or invite.study_id != study.id:
         raise ForbiddenError("this invitation code is not one of this study")
@@ -263,9 +266,7 @@ def _accept_once(
     allocation.assignment_id = assignment.id
     allocation.status = AllocationStatus.active
     allocation.allocated_at = now
-    allocation.expires_at = rules.hold_deadline(
-        session, hit_id=mturk.hit_id if mturk else None, now=now, policy=policy
-    )
+    allocation.expires_at = rules.hold_deadline(hit, now=now, policy=policy)
     allocation.submitted_at = None
     allocation.verification = Verification.unverified if mturk else Verification.invited
     allocation.verification_note = None
