@@ -178,9 +178,13 @@ def choose_assignment(
     if not candidates:
         raise ConflictError(TAKEN)
     claims = _claims_on(session, candidates, now=now)
-    ready = {a: (n, oldest) for a, (n, oldest) in claims.items() if oldest <= now - policy.share_after}
+    ready = {
+        a: (n, oldest) for a, (n, oldest) in claims.items() if oldest <= now - policy.share_after
+    }
     if not ready:
-        wait = _seconds_until(min(oldest for _, oldest in claims.values()) + policy.share_after, now)
+        wait = _seconds_until(
+            min(oldest for _, oldest in claims.values()) + policy.share_after, now
+        )
         raise ConflictError(
             f"every assignment of this study is taken right now; try again in {wait} s",
             retry_after=wait,

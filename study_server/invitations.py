@@ -73,8 +73,7 @@ def mint(session: Session, *, study_slug: str, n: int, note: str | None = None) 
     study = find_study(session, study_slug, list_known=True)
     codes = [new_code() for _ in range(n)]
     session.add_all(
-        LabInvitation(study_id=study.id, code_sha256=code_sha256(code), note=note)
-        for code in codes
+        LabInvitation(study_id=study.id, code_sha256=code_sha256(code), note=note) for code in codes
     )
     record_event(session, kind="lab_invited", study_id=study.id, detail={"n": n, "note": note})
     session.commit()

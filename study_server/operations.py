@@ -545,9 +545,7 @@ def _save_label_once(
         session.scalar(select(Study.num_classes).where(Study.id == assignment.study_id)) or 0
     )
     if not 0 <= item.label < num_classes:
-        raise InvalidInputError(
-            f"label {item.label} is outside the classes 0..{num_classes - 1}"
-        )
+        raise InvalidInputError(f"label {item.label} is outside the classes 0..{num_classes - 1}")
     draft = session.scalar(
         select(LabelDraft).where(
             LabelDraft.allocation_id == allocation.id, LabelDraft.position == item.position

@@ -279,7 +279,9 @@ def _sync(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> i
     if not args.watch:
         if args.every != "5m":
             raise UsageError("--every only applies with --watch")
-        _sync_report(sync(sessions=sessions, client=_client(args, settings), study_slug=args.study), args)
+        _sync_report(
+            sync(sessions=sessions, client=_client(args, settings), study_slug=args.study), args
+        )
         return 0
     return _watch(args, settings, sessions, parse_every(args.every))
 
@@ -338,7 +340,10 @@ def _watch(
         except errors.MTurkError as error:
             if run == 1:
                 raise
-            _say(f"{started:%Y-%m-%d %H:%M:%S}Z run {run}: MTurk failed ({error}); trying again", sys.stderr)
+            _say(
+                f"{started:%Y-%m-%d %H:%M:%S}Z run {run}: MTurk failed ({error}); trying again",
+                sys.stderr,
+            )
         else:
             new = [(a, why) for a, why in report.flagged if a not in flagged]
             flagged |= {a for a, _ in report.flagged}
@@ -418,7 +423,13 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     return run_command(
         f"mturk {args.command}",
         call,
-        usage=(StudyNotFound, DatabaseNotReady, QuestionError, ReviewRefused, HoldOutlastsAssignment),
+        usage=(
+            StudyNotFound,
+            DatabaseNotReady,
+            QuestionError,
+            ReviewRefused,
+            HoldOutlastsAssignment,
+        ),
         refused=(errors.MTurkError, PublishDeclined, PublishConflict),
     )
 

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
     def audit_rate_limited(detail: dict) -> None:
         with session_factory() as session:
             record_event(session, kind="rate_limited", detail=detail)

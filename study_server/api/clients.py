@@ -163,7 +163,9 @@ class ClientGate:
 
 def is_accept(scope: Scope) -> bool:
     path: str = scope["path"]
-    return scope["method"] == "POST" and path.startswith("/api/studies/") and path.endswith("/accept")
+    return (
+        scope["method"] == "POST" and path.startswith("/api/studies/") and path.endswith("/accept")
+    )
 
 
 class RateLimit:
@@ -216,8 +218,7 @@ async def _refuse(scope: Scope, send: Send, status: int, reason: str, wait: int 
         body, kind = json.dumps({"detail": reason}).encode(), b"application/json"
     else:
         body = (
-            "<!doctype html><meta charset=utf-8><title>Please wait</title>"
-            f"<p>{escape(reason)}</p>"
+            f"<!doctype html><meta charset=utf-8><title>Please wait</title><p>{escape(reason)}</p>"
         ).encode()
         kind = b"text/html; charset=utf-8"
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]

@@ -118,7 +118,16 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
 
     code, out, _ = _run(
         capsys,
-        ["--defense", "ours", "--source", "all", "--format", "json", "--database-url", database_url],
+        [
+            "--defense",
+            "ours",
+            "--source",
+            "all",
+            "--format",
+            "json",
+            "--database-url",
+            database_url,
+        ],
     )
     assert code == 0
     (result,) = json.loads(out)["results"]

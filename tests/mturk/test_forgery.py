@@ -38,7 +38,9 @@ ASSIGNMENTS, ITEMS = 6, 5
 
 
 def _client(url: str, address: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+    return httpx.Client(
+        base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address)
+    )
 
 
 def _accept(web: httpx.Client, slug: str, worker: str, assignment: str, hit: str, submit_to: str):
@@ -63,7 +65,9 @@ def _submit(web: httpx.Client, accepted: dict, worker: str, assignment: str, lab
         json={
             "worker_id": worker,
             "mturk_assignment_id": assignment,
-            "labels": [{"position": p, "label": x, "response_ms": 900} for p, x in enumerate(labels)],
+            "labels": [
+                {"position": p, "label": x, "response_ms": 900} for p, x in enumerate(labels)
+            ],
         },
     )
 
@@ -78,14 +82,21 @@ def _forge(server_url: str, slug: str, hits: list[str], submit_to: str, wave: in
                 f"/api/studies/{slug}/accept",
                 json={
                     "worker_id": worker,
-                    "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_to},
+                    "mturk": {
+                        "assignment_id": assignment,
+                        "hit_id": hit,
+                        "turk_submit_to": submit_to,
+                    },
                 },
             )
             if answer.status_code != 200:
                 continue
             taken += 1
             accepted = answer.json()
-            assert _submit(web, accepted, worker, assignment, [0] * accepted["num_items"]).status_code == 200
+            assert (
+                _submit(web, accepted, worker, assignment, [0] * accepted["num_items"]).status_code
+                == 200
+            )
     return taken
 
 
@@ -98,7 +109,8 @@ def _real_worker(fake, server_url: str, slug: str, hit: str, worker: str, by_ima
         assert answer.status_code == 200, answer.text  # never refused, whatever the forger holds
         accepted = answer.json()
         records = [
-            by_image[hashlib.sha256(web.get(url).content).hexdigest()] for url in accepted["item_urls"]
+            by_image[hashlib.sha256(web.get(url).content).hexdigest()]
+            for url in accepted["item_urls"]
         ]
         labels = [label_by_rule(record) for record in records]
         stored = _submit(web, accepted, worker, params["assignmentId"], labels)
@@ -134,7 +146,9 @@ def test_every_image_ends_up_labeled_by_confirmed_workers_while_a_forger_is_at_w
     real = []
     for i, hit in enumerate(hits):
         real.append(
-            _real_worker(fake, server.url, "ours-fc", hit, f"AREAL{i}", by_image, f"127.0.5.{i + 1}")
+            _real_worker(
+                fake, server.url, "ours-fc", hit, f"AREAL{i}", by_image, f"127.0.5.{i + 1}"
+            )
         )
         _forge(server.url, "ours-fc", hits, fake.url, wave=i + 1)  # and it goes on
 
@@ -169,7 +183,10 @@ def test_every_image_ends_up_labeled_by_confirmed_workers_while_a_forger_is_at_w
         session.close()
 
     capsys.readouterr()
-    assert analyze_study(["--defense", "ours", "--format", "json", "--database-url", database_url]) == 0
+    assert (
+        analyze_study(["--defense", "ours", "--format", "json", "--database-url", database_url])
+        == 0
+    )
     (result,) = json.loads(capsys.readouterr().out)["results"]
     assert result["change"]["total"] == ASSIGNMENTS * ITEMS and result["annotators"] == ASSIGNMENTS
     assert result["counted_source"] == "mturk"
@@ -181,22 +198,38 @@ def test_every_image_ends_up_labeled_by_confirmed_workers_while_a_forger_is_at_w
     rejected = real[0]
     assert (
         mturk(
-            ["reject", "--study", "ours-fc", "--assignment", rejected, "--reason", "All one label."],
+            [
+                "reject",
+                "--study",
+                "ours-fc",
+                "--assignment",
+                rejected,
+                "--reason",
+                "All one label.",
+            ],
             settings,
         )
         == 0
     )
     session = session_for(database_url)
     try:
-        allocation = session.scalar(select(Allocation).where(Allocation.mturk_assignment_id == rejected))
+        allocation = session.scalar(
+            select(Allocation).where(Allocation.mturk_assignment_id == rejected)
+        )
         assert allocation.verification == Verification.flagged
         assert "rejected on MTurk" in allocation.verification_note
-        assert session.scalar(
-            select(Assignment.status).where(Assignment.id == allocation.assignment_id)
-        ) == AssignmentStatus.available
-        assert session.scalar(
-            select(func.count()).select_from(Label).where(Label.allocation_id == allocation.id)
-        ) == ITEMS  # its labels stay, excluded
+        assert (
+            session.scalar(
+                select(Assignment.status).where(Assignment.id == allocation.assignment_id)
+            )
+            == AssignmentStatus.available
+        )
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Label).where(Label.allocation_id == allocation.id)
+            )
+            == ITEMS
+        )  # its labels stay, excluded
     finally:
         session.close()
 

@@ -156,7 +156,16 @@ def test_sync_every_needs_a_time(sqlite_database_url, capsys):
     import_study_url = sqlite_database_url
     for bad in ("5 minutes", "10s", "0"):
         code = mturk(
-            ["sync", "--watch", "--every", bad, "--study", "ours-fc", "--database-url", import_study_url],
+            [
+                "sync",
+                "--watch",
+                "--every",
+                bad,
+                "--study",
+                "ours-fc",
+                "--database-url",
+                import_study_url,
+            ],
             cli_settings(import_study_url),
         )
         assert code == 2 and repr(bad) in capsys.readouterr().err

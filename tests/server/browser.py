@@ -46,9 +46,11 @@ def watch(page: Page, *expected: str) -> PageProblems:
     problems = PageProblems([re.compile(pattern) for pattern in expected])
     page.on(
         "console",
-        lambda message: problems.note(f"console {message.type}: {message.text}")
-        if message.type == "error"
-        else None,
+        lambda message: (
+            problems.note(f"console {message.type}: {message.text}")
+            if message.type == "error"
+            else None
+        ),
     )
     page.on("pageerror", lambda error: problems.note(f"page error: {error}"))
     page.on(
@@ -59,11 +61,11 @@ def watch(page: Page, *expected: str) -> PageProblems:
     )
     page.on(
         "response",
-        lambda response: problems.note(
-            f"HTTP {response.status}: {response.request.method} {response.url}"
-        )
-        if response.status >= 400
-        else None,
+        lambda response: (
+            problems.note(f"HTTP {response.status}: {response.request.method} {response.url}")
+            if response.status >= 400
+            else None
+        ),
     )
     return problems
 

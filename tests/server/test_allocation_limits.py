@@ -79,12 +79,11 @@ def test_one_address_holds_at_most_its_share_and_the_hold_never_grows(
     database_url, study_of, live_server_factory
 ):
     study = study_of(6)
-    server = live_server_factory(
-        make_settings(database_url, limits=_limits(holds_per_address=2))
-    )
-    with client_from(server.url, "127.0.0.2") as forger, client_from(
-        server.url, "127.0.0.3"
-    ) as other:
+    server = live_server_factory(make_settings(database_url, limits=_limits(holds_per_address=2)))
+    with (
+        client_from(server.url, "127.0.0.2") as forger,
+        client_from(server.url, "127.0.0.3") as other,
+    ):
         first = claim(forger, study.slug, "F1", "HIT0")
         second = claim(forger, study.slug, "F2", "HIT1")
         assert first.status_code == second.status_code == 200
@@ -101,14 +100,10 @@ def test_one_address_holds_at_most_its_share_and_the_hold_never_grows(
     assert _refusals(database_url, 429) == 1
 
 
-def test_a_lab_behind_one_nat_address_is_not_stopped(
-    database_url, study_of, live_server_factory
-):
+def test_a_lab_behind_one_nat_address_is_not_stopped(database_url, study_of, live_server_factory):
     study = study_of(6)
     codes = invite(database_url, study.slug, 6)
-    server = live_server_factory(
-        make_settings(database_url, limits=_limits(holds_per_address=2))
-    )
+    server = live_server_factory(make_settings(database_url, limits=_limits(holds_per_address=2)))
     with client_from(server.url, "127.0.0.4") as lab:  # everyone shares the lab's address
         answers = [lab.post(f"/api/studies/{study.slug}/accept", json={"code": c}) for c in codes]
     assert [a.status_code for a in answers] == [200] * 6
@@ -241,9 +236,9 @@ def test_many_concurrent_forgers_cannot_keep_a_real_worker_out(postgres_database
         session = session_for(url)
         try:
             held = session.scalar(
-                select(func.count()).select_from(Allocation).where(
-                    Allocation.status == AllocationStatus.active
-                )
+                select(func.count())
+                .select_from(Allocation)
+                .where(Allocation.status == AllocationStatus.active)
             )
         finally:
             session.close()
@@ -308,4 +303,3 @@ def _refusals(url: str, status: int) -> int:
         )
     finally:
         session.close()
-

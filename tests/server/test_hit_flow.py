@@ -163,7 +163,9 @@ def test_the_lab_mode_needs_no_mturk(live_server, study):
         page = client.get(f"/lab/{study.slug}", params={"code": code})
         assert page.status_code == 200 and '"mode": "local"' in page.text
         accepted = lab_accept(client, study.slug, code=code).json()
-        assert submit(client, accepted, code=code, labels=[0, 1, 2, 3, 4]).json()["status"] == "stored"
+        assert (
+            submit(client, accepted, code=code, labels=[0, 1, 2, 3, 4]).json()["status"] == "stored"
+        )
     session = session_for(live_server.settings.database_url)
     try:
         allocation = session.scalar(select(Allocation))

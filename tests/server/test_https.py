@@ -144,7 +144,9 @@ def caddy_front(caddy: str, home: Path, upstream_port: int) -> Iterator[Front]:
             except (httpx.HTTPError, ssl.SSLError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("caddy never served /healthz:\n" + (home / "caddy.log").read_text())
+                raise RuntimeError(
+                    "caddy never served /healthz:\n" + (home / "caddy.log").read_text()
+                )
             time.sleep(0.2)
         yield Front(url, root_ca, process)
     finally:
@@ -284,9 +286,7 @@ def test_the_server_believes_forwarded_addresses_from_its_proxy_only(
     session = session_for(url)
     try:
         seen = dict(
-            session.execute(
-                select(Allocation.mturk_assignment_id, Allocation.source_address)
-            ).all()
+            session.execute(select(Allocation.mturk_assignment_id, Allocation.source_address)).all()
         )
     finally:
         session.close()

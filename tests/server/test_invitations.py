@@ -15,7 +15,9 @@ from testkit.servers import make_settings
 from testkit.studies import invite
 from tests.server.flow import lab_accept, submit
 
-LINK = re.compile(r"^http://127\.0\.0\.1:8000/lab/ours-fc\?code=([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})$")
+LINK = re.compile(
+    r"^http://127\.0\.0\.1:8000/lab/ours-fc\?code=([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})$"
+)
 
 
 def _counts(url: str) -> tuple[int, int]:

@@ -92,10 +92,10 @@ def test_upgrading_a_database_with_labels_keeps_them(own_database_url):
                     "VALUES (1, 1, 0, 'pub', 'submitted')"
                 )
             )
+            connection.execute(text("INSERT INTO assignment_items VALUES (1, 0, 1)"))
             connection.execute(
-                text("INSERT INTO assignment_items VALUES (1, 0, 1)")
+                text("INSERT INTO workers (id, source, external_id) VALUES (1, 'local', 'lab-1')")
             )
-            connection.execute(text("INSERT INTO workers (id, source, external_id) VALUES (1, 'local', 'lab-1')"))
             connection.execute(
                 text(
                     "INSERT INTO allocations (id, study_id, assignment_id, worker_id, status, "

@@ -147,7 +147,10 @@ async def accept_assignment(
         label_url_prefix=labels_prefix,
         submit_url=request.url_for("submit_labels", public_id=public_id).path,
         expires_at=accepted.expires_at,
-        labels=[SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms) for i in accepted.saved],
+        labels=[
+            SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms)
+            for i in accepted.saved
+        ],
     )
 
 
@@ -190,7 +193,8 @@ async def put_label(
         )
 
     await in_session(
-        request, _audited("save_label", audited, {"assignment": public_id, "position": position}, work)
+        request,
+        _audited("save_label", audited, {"assignment": public_id, "position": position}, work),
     )
     return SaveLabelResponse(status="saved")
 
