@@ -2,7 +2,7 @@
 
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
-                  [--source all|mturk|local] [--plot table2.png] [--figures DIR] [--out FILE]
+                  [--source auto|all|mturk|local] [--plot table2.png] [--figures DIR] [--out FILE]
                   [--seed 0] [--resamples 1999] [--bins 5]
     analyze-study plan --bundle DIR [--bundle DIR ...] --change-rate P [...] [--difference D]
                   [--assignments N] [--items 25] [--k 1] [--interleaved]
@@ -85,9 +85,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     source.add_argument(
         "--source",
         choices=SOURCES,
-        default="all",
-        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (local mode), "
-        "or both (default)",
+        default="auto",
+        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (invited codes), or "
+        "both; auto (default): a study's MTurk labels if it has HITs there, else its lab labels",
     )
     method = parser.add_argument_group("statistics")
     method.add_argument(

@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from study_server.db.access import study_sessions
-from study_server.db.models import Study
+from study_server.db.models import MTurkHit, Study
 from study_server.export import label_rows
 
 
@@ -33,6 +33,8 @@ class StudyInfo:
     network: str
     dataset: str
     class_names: tuple[str, ...] | None
+    # Markets the study has HITs on ("mturk"): then its labels are that market's by default.
+    markets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,18 @@ def _row(raw: dict[str, Any], where: str) -> LabelRow:
         raise AnalysisError(f"{where}: {error}") from error
 
 
-def _info_from(raw: dict[str, Any], class_names: Sequence[str] | None = None) -> StudyInfo:
+def _info_from(
+    raw: dict[str, Any],
+    class_names: Sequence[str] | None = None,
+    markets: Sequence[str] = (),
+) -> StudyInfo:
     return StudyInfo(
         slug=str(raw.get("slug") or raw.get("study")),
         defense=str(raw["defense"]),
         network=str(raw["network"]),
         dataset=str(raw.get("dataset", "")),
         class_names=tuple(class_names) if class_names else None,
+        markets=tuple(markets),
     )
 
 
@@ -152,7 +159,8 @@ def read_export(path: str | Path) -> list[StudyLabels]:
             )
         meta = document["study"]
         rows = [_row(raw, f"{file} label {n}") for n, raw in enumerate(document["labels"], start=1)]
-        return [StudyLabels(_info_from(meta, meta.get("class_names")), tuple(rows))]
+        info = _info_from(meta, meta.get("class_names"), meta.get("markets") or ())
+        return [StudyLabels(info, tuple(rows))]
     studies: dict[str, list[LabelRow]] = {}
     infos: dict[str, StudyInfo] = {}
     for n, raw in enumerate(csv.DictReader(text.splitlines()), start=2):
@@ -161,7 +169,16 @@ def read_export(path: str | Path) -> list[StudyLabels]:
         infos.setdefault(row.study, _info_from(raw))
     if not studies:
         raise AnalysisError(f"{file}: the export holds no labels")
-    return [StudyLabels(infos[slug], tuple(group)) for slug, group in studies.items()]
+    # A CSV export names no markets: a study with MTurk labels in it was published there.
+    return [
+        StudyLabels(
+            replace(infos[slug], markets=("mturk",))
+            if any(row.worker_source == "mturk" for row in group)
+            else infos[slug],
+            tuple(group),
+        )
+        for slug, group in studies.items()
+    ]
 
 
 def read_database(
@@ -169,9 +186,15 @@ def read_database(
 ) -> list[StudyLabels]:
     """Labels of the studies `choose` picks among those in the study database."""
     with study_sessions(url) as sessions, sessions() as session:
+        published = set(session.scalars(select(MTurkHit.study_id).distinct()))
         infos = [
             StudyInfo(
-                study.slug, study.defense, study.network, study.dataset, tuple(study.class_names)
+                study.slug,
+                study.defense,
+                study.network,
+                study.dataset,
+                tuple(study.class_names),
+                ("mturk",) if study.id in published else (),
             )
             for study in session.scalars(select(Study).order_by(Study.slug))
         ]

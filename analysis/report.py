@@ -24,10 +24,27 @@ FORMATS = ("markdown", "csv", "json")
 SIMULATED_WORKER = "sim-"  # what analysis.simulate names its annotators
 SYNTHETIC_DATASET = "synthetic"  # what study_server.synthetic writes: demo images, never a study
 _SOURCE_TEXT = {
-    "all": "MTurk submissions confirmed by `mturk sync` and lab (local-mode) submissions",
+    "all": "MTurk submissions confirmed by `mturk sync` and invited lab submissions",
     "mturk": "MTurk submissions confirmed by `mturk sync` only",
-    "local": "lab (local-mode) submissions only",
+    "local": "invited lab (local-mode) submissions only",
 }
+
+
+def counted_text(table: Table2) -> str:
+    """Whose labels the table counts, and why (with `--source auto`, per study)."""
+    if table.source != "auto":
+        return _SOURCE_TEXT[table.source]
+    parts = []
+    for result in table.results:
+        network, defense = _title(result)
+        why = {
+            "mturk": "it has HITs on MTurk; lab labels only with --source all",
+            "local": "it has no HITs on a market",
+        }.get(result.counted_source, "its studies differ")
+        parts.append(
+            f"{network} / {defense}: {_SOURCE_TEXT.get(result.counted_source, 'mixed')} ({why})"
+        )
+    return "; ".join(parts)
 
 
 _INTRO = (
@@ -300,7 +317,7 @@ def render_markdown(table: Table2) -> str:
     lines = [
         "# Table 2: what people see in adversarial images",
         "",
-        f"Counted: {_SOURCE_TEXT[table.source]}. {_INTRO}",
+        f"Counted: {counted_text(table)}. {_INTRO}",
         "",
         _cells(_MAIN_COLUMNS),
         _cells(_MAIN_ALIGN),
@@ -546,10 +563,12 @@ def render_json(table: Table2) -> str:
                 },
                 "per_image": result.consensus.as_dict() if result.consensus else None,
                 "psychometric": [curve.as_dict() for curve in result.curves],
+                "counted_source": result.counted_source,
             }
         )
     document = {
         "source": table.source,
+        "counted": counted_text(table),
         "results": results,
         "comparisons": [c.as_dict() for c in table.comparisons],
         "skipped": table.skipped,

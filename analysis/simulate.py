@@ -326,7 +326,7 @@ def simulate_counts(
 def simulate_study(arms: Sequence[Arm], design: Design, *, seed: int = 0) -> list[StudyLabels]:
     """One simulated study as label rows, one StudyLabels per arm, like a server export.
 
-    Simulated people are lab workers ("local", verification not_applicable) named sim-0000...;
+    Simulated people are lab workers ("local", verification invited: as if invited to the lab) named sim-0000...;
     in an interleaved design the same person appears in every arm's study.
     """
     rng = np.random.default_rng(seed)
@@ -364,7 +364,7 @@ def simulate_study(arms: Sequence[Arm], design: Design, *, seed: int = 0) -> lis
                 worker_source="local",
                 worker_id=f"sim-{owner:04d}",
                 allocation_status="submitted",
-                verification="not_applicable",
+                verification="invited",
                 stimulus_id=stimuli.stimulus_ids[image],
                 rho=float(stimuli.rho[image]),
                 confidence_original=float(stimuli.confidence[image]),
@@ -388,7 +388,7 @@ def simulate_study(arms: Sequence[Arm], design: Design, *, seed: int = 0) -> lis
                     worker_source="local",
                     worker_id=f"sim-{people[n // design.catch_per_assignment]:04d}",
                     allocation_status="submitted",
-                    verification="not_applicable",
+                    verification="invited",
                     stimulus_id=stimuli.catch_ids[shown[n]],
                 )
                 for n in range(len(shown))

@@ -14,9 +14,13 @@ Which labels count (`exclusion_reason`), decided here once for the database and 
 - MTurk work only when `mturk sync` confirmed it: MTurk lists that assignment for that worker
   on one of the study's HITs. Unverified (not yet synced) and flagged (MTurk does not confirm
   it, or the requester rejected it) labels are left out and counted in the report's exclusions;
-- local-mode (lab) labels have no MTurk to confirm them (`not_applicable`): they count by
-  default, since the lab's own supervision replaces MTurk's, and `--source mturk` leaves them
-  out for an MTurk-only table like the paper's. The report always shows labels per source.
+- lab labels count only when made with an invitation code (`invited`, from `study-server
+  invite`): the code is the lab's credential, in place of MTurk's confirmation. Lab labels
+  from before invitations (`not_applicable`: any code a visitor typed) never count.
+- whose labels by default (`--source auto`): a study with HITs published on a market counts
+  that market's confirmed submissions only, and its lab labels only with `--source all` or
+  `local`; a study without HITs counts its invited lab labels. The report says which it did,
+  and always shows labels per source.
 
 Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
 the row lists them.
@@ -49,9 +53,16 @@ from analysis.stats import Share
 from contract.names import DEFENSES, NETWORKS, canonical_network
 from contract.paper import Table2Row, paper_table2
 
-SOURCES = ("all", "mturk", "local")
+SOURCES = ("auto", "all", "mturk", "local")
 OUTCOMES = ("change", "no_change", "other")
 OURS = "ours"
+
+
+def effective_source(source: str, info: StudyInfo) -> str:
+    """`auto`: the market's labels for a study with HITs on one, else the lab's."""
+    if source != "auto":
+        return source
+    return "mturk" if "mturk" in info.markets else "local"
 
 
 def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
@@ -64,12 +75,12 @@ def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
         return "attack target is the true class (original misclassified)"
     if row.worker_source == "local":
         if source == "mturk":
-            return "lab (local-mode) label, left out by --source mturk"
-        return (
-            None
-            if row.verification == "not_applicable"
-            else f"lab label with verification {row.verification}"
-        )
+            return "lab (local-mode) label, left out (the study's MTurk labels count; add --source all)"
+        if row.verification == "invited":
+            return None
+        if row.verification == "not_applicable":
+            return "lab label from a code nobody was invited with (before invitations)"
+        return f"lab label with verification {row.verification}"
     if source == "local":
         return "MTurk label, left out by --source local"
     if row.verification == "confirmed":
@@ -124,6 +135,8 @@ class DefenseResult:
     consensus: Consensus | None = None  # only when some image has k > 1 labels
     curves: list[Curve] = field(default_factory=list)
     rows: tuple[LabelRow, ...] = field(default=(), repr=False)  # the counted adversarial labels
+    # Whose labels were counted ("mturk", "local" or "all"), after resolving `--source auto`.
+    counted_source: str = "all"
 
     @property
     def paper(self) -> Table2Row | None:
@@ -311,11 +324,12 @@ def _result(
     bins: int = 5,
 ) -> DefenseResult:
     slugs = tuple(m.info.slug for m in members)
-    rows = [row for m in members for row in m.rows]
+    sources = {m.info.slug: effective_source(source, m.info) for m in members}
+    rows = [(row, sources[m.info.slug]) for m in members for row in m.rows]
     excluded = Counter(
-        reason for row in rows if (reason := exclusion_reason(row, source)) is not None
+        reason for row, src in rows if (reason := exclusion_reason(row, src)) is not None
     )
-    counted = [row for row in rows if exclusion_reason(row, source) is None]
+    counted = [row for row, src in rows if exclusion_reason(row, src) is None]
     adversarial = [row for row in counted if row.kind == "adversarial" and row.target is not None]
     if not adversarial:
         detail = (
@@ -363,4 +377,5 @@ def _result(
         consensus=consensus(adversarial, seed=seed),
         curves=curves(adversarial, bins=bins, seed=seed, resamples=min(resamples, 999)),
         rows=tuple(adversarial),
+        counted_source="+".join(sorted(set(sources.values()))),
     )

@@ -2,7 +2,10 @@
 
 `study-server migrate --database-url ...` and the test fixtures hand a URL over through
 `config.attributes["database_url"]`; `alembic upgrade head` run by hand reads settings.
-SQLite runs in batch mode, since it cannot ALTER most things in place.
+SQLite runs in batch mode, since it cannot ALTER most things in place. Batch mode copies a
+table and drops the old one, and with foreign keys on, dropping `allocations` would cascade
+into `labels`: so on SQLite the foreign keys are off while migrating (SQLite's own recipe
+for altering tables), and `PRAGMA foreign_key_check` must find nothing before the commit.
 """
 
 from __future__ import annotations
@@ -37,16 +40,23 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     url = _database_url()
     engine = create_db_engine(url)
+    sqlite = is_sqlite(url)
     try:
         with engine.connect() as connection:
+            if sqlite:  # outside any transaction, where SQLite honours it
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
                 compare_type=True,
-                render_as_batch=is_sqlite(url),
+                render_as_batch=sqlite,
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
     finally:
         engine.dispose()
 

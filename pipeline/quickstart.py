@@ -16,7 +16,12 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from contract.cli import UsageError
+
+if TYPE_CHECKING:
+    from study_server.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,11 +102,26 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--port must be at most 65535, got {args.port}")
 
 
+def _invite(settings: Settings, database_url: str, slug: str) -> str:
+    """One lab invitation (the lab mode takes no other code), as `study-server invite` makes."""
+    from study_server.db.access import study_sessions
+    from study_server.invitations import mint
+    from study_server.links import lab_invitation_url
+
+    print(
+        f"\n==> 4/5 (a lab invitation for you)\n    study-server invite {slug} --n 1 "
+        f"--database-url {database_url}",
+        flush=True,
+    )
+    with study_sessions(database_url) as sessions, sessions() as session:
+        (code,) = mint(session, study_slug=slug, n=1, note="quickstart")
+    return lab_invitation_url(settings, slug, code)
+
+
 def run(args: argparse.Namespace) -> int:
     from model.cli import main as advcritic
     from model.training import CHECKPOINT_FILE
     from study_server.cli import main as study_server
-    from study_server.links import lab_url
     from study_server.settings import get_settings
 
     _validate(args)
@@ -185,9 +205,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nDone. Serve it with: study-server serve --database-url {database_url}")
             return 0
         settings = get_settings().model_copy(update={"public_url": public_url})
-        print(
-            f"\n*** Open {lab_url(settings, name)} in a browser to label the study. ***", flush=True
-        )
+        link = _invite(settings, database_url, name)
+        print(f"\n*** Open {link} in a browser to label the study. ***", flush=True)
         _step(
             "5/5 serve the labeling page (Ctrl-C to stop)",
             study_server,

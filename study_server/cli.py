@@ -4,7 +4,8 @@
     study-server import BUNDLE [--slug S]     # a bundle becomes a study of assignments
     study-server serve [--host H --port P]    # uvicorn: HIT page, lab link, admin API
     study-server studies                      # what is imported, and how far labeling got
-    study-server lab-url SLUG                 # the link a person in a lab opens to label
+    study-server invite SLUG --n 40           # 40 single-use lab links (codes stored hashed)
+    study-server lab-url SLUG                 # the lab page where a printed code is typed
     study-server demo-bundle OUT              # a synthetic bundle to try all this (not a study)
 
 The database is DATABASE_URL from settings (SQLite file `advcritic.db` by default), or
@@ -30,7 +31,7 @@ from study_server.db.access import DatabaseNotReady, describe_url, open_engine
 from study_server.db.migrate import current_revision, upgrade
 from study_server.db.session import create_session_factory
 from study_server.errors import StudyError
-from study_server.links import hit_url, lab_url
+from study_server.links import hit_url, lab_invitation_url, lab_url
 from study_server.settings import Settings, get_settings
 
 
@@ -85,8 +86,11 @@ def cmd_import(args: argparse.Namespace) -> None:
             f"already imported as study {result.slug!r} ({result.assignments} assignments); "
             "nothing changed"
         )
-    print(f"lab link:  {lab_url(settings, result.slug)}")
     print(f"HIT page:  {hit_url(settings, result.slug)}")
+    print(
+        f"lab page:  {lab_url(settings, result.slug)}  "
+        f"(invitation links: study-server invite {result.slug} --n N)"
+    )
 
 
 def cmd_studies(args: argparse.Namespace) -> None:
@@ -122,8 +126,36 @@ def cmd_lab_url(args: argparse.Namespace) -> None:
     print(lab_url(settings, args.slug))
 
 
+def cmd_invite(args: argparse.Namespace) -> None:
+    from study_server.invitations import MAX_PER_RUN, mint
+
+    if not 1 <= args.n <= MAX_PER_RUN:
+        raise UsageError(f"--n must be between 1 and {MAX_PER_RUN}, got {args.n}")
+    if args.note is not None and not 1 <= len(args.note) <= 200:
+        raise UsageError(f"--note must be 1 to 200 characters, got {len(args.note)}")
+    settings = _settings(args)
+    factory = _session_factory(settings)
+    with factory() as session:
+        codes = mint(session, study_slug=args.slug, n=args.n, note=args.note)
+    for code in codes:
+        print(lab_invitation_url(settings, args.slug, code))
+    print(
+        f"study-server invite: {len(codes)} single-use lab link(s) for study {args.slug!r}; "
+        "the codes are stored hashed: keep these links, they cannot be shown again",
+        file=sys.stderr,
+    )
+    if not settings.local_mode:
+        print(
+            "study-server invite: note: the lab mode is off on this server "
+            "(ADVCRITIC_LOCAL_MODE=false); these links open nothing until it is on",
+            file=sys.stderr,
+        )
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
+
+    from study_server.api.clients import uvicorn_proxy_options
 
     settings = _settings(args)
     host = args.host or settings.host
@@ -141,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             workers=args.workers,
             log_level=args.log_level,
             access_log=args.access_log,
+            **uvicorn_proxy_options(settings),
         )
         return
     from study_server.api.app import create_app
@@ -151,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=port,
         log_level=args.log_level,
         access_log=args.access_log,
+        **uvicorn_proxy_options(settings),
     )
 
 
@@ -204,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-seed", type=int, help="seed of the split into assignments (default: settings, 0)"
     )
     add("studies", cmd_studies, "list the studies and their progress")
-    sub = add("lab-url", cmd_lab_url, "print the local-mode link of a study")
+    sub = add("invite", cmd_invite, "mint single-use lab invitation links for a study")
+    sub.add_argument("slug")
+    sub.add_argument("--n", type=int, default=1, help="how many codes (default 1)")
+    sub.add_argument("--note", help="a note kept with the codes (e.g. the session)")
+    sub = add("lab-url", cmd_lab_url, "print the lab page of a study (a code is typed there)")
     sub.add_argument("slug")
     sub = add("serve", cmd_serve, "serve the labeling page and API with uvicorn")
     sub.add_argument("--host", help="default: settings (127.0.0.1)")
@@ -242,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(
         f"study-server {args.command}",
         call,
-        usage=(BundleError, StudyError, ArgumentError, DatabaseNotReady),
+        usage=(BundleError, StudyError, ArgumentError, DatabaseNotReady, LookupError),
         refused=(DatabaseUnavailable,),
     )
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 
 class StudyError(Exception):
-    """A request the study cannot honour. `status` is the HTTP status it maps to."""
+    """A request the study cannot honour. `status` is the HTTP status it maps to;
+    `retry_after` (seconds), when set, says the same request may succeed later."""
 
     status = 400
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class NotFoundError(StudyError):
@@ -31,6 +37,12 @@ class ConflictError(StudyError):
 
 class InvalidInputError(StudyError):
     status = 422
+
+
+class LimitReached(StudyError):
+    """A client holds or asks for more than the limits allow (always with `retry_after`)."""
+
+    status = 429
 
 
 class ImportRefused(StudyError):

@@ -16,11 +16,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract.labels import EXPORT_COLUMNS
-from study_server.db.models import Allocation, Assignment, Label, Stimulus, Study, Worker
+from study_server.db.models import (
+    Allocation,
+    Assignment,
+    Label,
+    MTurkHit,
+    Stimulus,
+    Study,
+    Worker,
+)
 from study_server.db.store import find_study
 
 
-def study_meta(study: Study) -> dict[str, Any]:
+def study_meta(study: Study, *, markets: list[str] | None = None) -> dict[str, Any]:
+    """What an export says about the study; `markets` are those it has HITs on."""
     return {
         "slug": study.slug,
         "defense": study.defense,
@@ -35,7 +44,14 @@ def study_meta(study: Study) -> dict[str, Any]:
         "attack": study.attack,
         "items_per_assignment": study.items_per_assignment,
         "split_seed": study.split_seed,
+        "markets": markets or [],
     }
+
+
+def study_markets(session: Session, study: Study) -> list[str]:
+    """The markets the study has HITs published on (the analysis counts theirs by default)."""
+    published = session.scalar(select(MTurkHit.id).where(MTurkHit.study_id == study.id).limit(1))
+    return ["mturk"] if published is not None else []
 
 
 def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[str, Any]]]:

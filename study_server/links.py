@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from study_server.errors import InvalidInputError
 from study_server.settings import Settings
 
 
 def lab_url(settings: Settings, slug: str) -> str:
-    """The local-mode link a person in a lab opens to label (no MTurk involved)."""
+    """The lab page of a study, where a person types the code of a printed invitation."""
     return f"{settings.public_url.rstrip('/')}/lab/{slug}"
+
+
+def lab_invitation_url(settings: Settings, slug: str, code: str) -> str:
+    """The link of one lab invitation: opening it starts labeling (no MTurk involved)."""
+    return f"{lab_url(settings, slug)}?{urlencode({'code': code})}"
 
 
 def hit_url(settings: Settings, slug: str) -> str:

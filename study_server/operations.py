@@ -1,35 +1,38 @@
-"""The study's reusable database operations: accept, serve an item, submit, progress.
+"""The study's reusable database operations: accept, serve an item, save a label as the
+person goes, submit, progress.
 
 Each write operation is one transaction that it opens itself (`begin_write`), so the rules
-of the study hold under concurrency on both backends:
+of the study hold under concurrency on both backends. Which images a claim gets, how long a
+hold lasts and what the limits are is decided in `study_server.allocation` (the rules are
+listed there); here:
 
-- a worker holds at most one allocation per study, ever (unique study+worker): once
-  submitted, they cannot take a second assignment; while active, accepting again returns
-  the same assignment (a reload, or a returned HIT accepted anew);
-- an allocation not submitted within the timeout is expired lazily, at the next accept, and
-  its assignment goes back to the pool; a late submission is still taken if nobody else
-  has the assignment by then;
-- a submission stores all labels in one transaction or none; sending the same labels again
-  answers as the first time did (retries are safe), different labels are refused.
+- accepting again returns the hold the worker already has, with the labels saved so far
+  (a reload resumes); a worker who submitted gets no second assignment of the study;
+- labels are saved one by one as they are given (`save_label`), for resuming only; the
+  submission stores all labels in one transaction or none, and removes the saved ones;
+  sending the same labels again answers as the first time did (retries are safe),
+  different labels are refused;
+- a late submission (after the hold expired) is still taken if nobody else has the
+  assignment by then.
 
-On PostgreSQL the rows that decide these are locked (`FOR UPDATE`, `SKIP LOCKED` to pick a
-free assignment); on SQLite, `BEGIN IMMEDIATE` serialises writers. Unique constraints in
-the schema are the last line of defence; a transaction that loses a race on them is
-retried from the start.
+On PostgreSQL the rows that decide are locked (`FOR UPDATE`); on SQLite, `BEGIN IMMEDIATE`
+serialises writers. Unique constraints in the schema are the last line of defence; a
+transaction that loses a race on them is retried from the start.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from study_server import allocation as rules
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -37,7 +40,7 @@ from study_server.db.models import (
     AssignmentItem,
     AssignmentStatus,
     Label,
-    MTurkHit,
+    LabelDraft,
     Stimulus,
     Study,
     Verification,
@@ -47,6 +50,7 @@ from study_server.db.models import (
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from study_server.invitations import LabInvite
 
 T = TypeVar("T")
 # PostgreSQL's "serialization failure" and "deadlock detected": safe to retry from the start.
@@ -59,6 +63,10 @@ class WorkerRef:
     source: WorkerSource
     external_id: str
 
+    @classmethod
+    def of_invite(cls, invite: LabInvite) -> WorkerRef:
+        return cls(WorkerSource.local, invite.worker_id)
+
 
 @dataclass(frozen=True)
 class MTurkContext:
@@ -69,12 +77,30 @@ class MTurkContext:
     turk_submit_to: str
 
 
+@dataclass(frozen=True)
+class Claimant:
+    """Who accepts: the worker, MTurk's ids (None for a lab invitation), and the client's
+    address key for the per-address limit (None where no limit applies)."""
+
+    worker: WorkerRef
+    mturk: MTurkContext | None = None
+    address: str | None = None
+
+
 class AcceptOutcome(str, enum.Enum):
     allocated = "allocated"  # a fresh assignment from the pool
+    shared = "shared"  # the images of a claim that cannot all be real (allocation rule 5)
     resumed = "resumed"  # the worker's active allocation, again
     submitted = (
         "submitted"  # already submitted for this very MTurk assignment: only the hand-off is left
     )
+
+
+@dataclass(frozen=True)
+class LabelInput:
+    position: int
+    label: int
+    response_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,17 +111,12 @@ class Accepted:
     expires_at: datetime
     # The items' PNGs in position order, read in the accept's transaction for the image cache.
     item_images: tuple[bytes, ...]
+    # The labels saved so far (a reload resumes after them).
+    saved: tuple[LabelInput, ...] = field(default_factory=tuple)
 
     @property
     def num_items(self) -> int:
         return len(self.item_images)
-
-
-@dataclass(frozen=True)
-class LabelInput:
-    position: int
-    label: int
-    response_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,30 +176,40 @@ def accept(
     *,
     session: Session,
     study_slug: str,
-    worker: WorkerRef,
-    mturk: MTurkContext | None,
+    claimant: Claimant,
     now: datetime,
-    timeout: timedelta,
+    policy: rules.AllocationPolicy,
+    invite: LabInvite | None = None,
 ) -> Accepted:
-    """Give `worker` an assignment of the study (or the one they already hold)."""
+    """Give the claimant an assignment of the study (or the one they already hold).
+
+    A lab claim needs `invite`, the invitation its code names (`invitations.find_invite`).
+    """
     return _retrying(
-        session, lambda: _accept_once(session, study_slug, worker, mturk, now, timeout)
+        session, lambda: _accept_once(session, study_slug, claimant, now, policy, invite)
     )
 
 
 def _accept_once(
     session: Session,
     study_slug: str,
-    worker: WorkerRef,
-    mturk: MTurkContext | None,
+    claimant: Claimant,
     now: datetime,
-    timeout: timedelta,
+    policy: rules.AllocationPolicy,
+    invite: LabInvite | None,
 ) -> Accepted:
     begin_write(session)
     study = find_study(session, study_slug)
+    worker, mturk = claimant.worker, claimant.mturk
+    hit = None
     if mturk is not None:
-        _check_hit(session, study=study, mturk=mturk, worker=worker)
-    _expire_overdue(session, study_id=study.id, now=now)
+        hit = rules.check_hit(
+            session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
+        )
+        _check_mturk_assignment(session, mturk=mturk, worker=worker)
+    elif invite is None or invite.study_id != study.id:
+        raise ForbiddenError("this invitation code is not one of this study")
+    rules.expire_overdue(session, study_id=study.id, now=now)
     worker_row = _get_or_create_worker(session, worker)
     held = session.scalar(
         select(Allocation)
@@ -190,6 +221,10 @@ def _accept_once(
             result = _accepted(session, study, held, AcceptOutcome.submitted)
             session.commit()
             return result
+        if mturk is None:
+            raise ConflictError(
+                "this invitation code has already been used to complete the study; thank you"
+            )
         raise ConflictError(
             "you have already completed an assignment of this study; each person labels only one"
         )
@@ -209,33 +244,44 @@ def _accept_once(
         result = _accepted(session, study, held, AcceptOutcome.resumed)
         session.commit()
         return result
-    assignment = session.scalar(
-        select(Assignment)
-        .where(Assignment.study_id == study.id, Assignment.status == AssignmentStatus.available)
-        .order_by(Assignment.ordinal)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+    rules.check_address(
+        session,
+        study_id=study.id,
+        address=claimant.address,
+        lab=mturk is None,
+        now=now,
+        policy=policy,
     )
-    if assignment is None:
-        raise ConflictError(
-            "every assignment of this study is taken or done; thank you for your interest"
-        )
-    assignment.status = AssignmentStatus.allocated
+    choice = rules.choose_assignment(
+        session,
+        study_id=study.id,
+        hit_id=mturk.hit_id if mturk else None,
+        now=now,
+        policy=policy,
+    )
+    assignment = choice.assignment
+    if assignment.status == AssignmentStatus.available:
+        assignment.status = AssignmentStatus.allocated
     allocation = held or Allocation(study_id=study.id, worker_id=worker_row.id)
     allocation.assignment_id = assignment.id
     allocation.status = AllocationStatus.active
     allocation.allocated_at = now
-    allocation.expires_at = now + timeout
+    allocation.expires_at = rules.hold_deadline(hit, now=now, policy=policy)
     allocation.submitted_at = None
-    allocation.verification = Verification.unverified if mturk else Verification.not_applicable
+    allocation.verification = Verification.unverified if mturk else Verification.invited
+    allocation.verification_note = None
+    allocation.source_address = claimant.address
     allocation.mturk_assignment_id = allocation.hit_id = allocation.turk_submit_to = None
     if mturk is not None:
         _attach_mturk(allocation, mturk)
     session.add(allocation)
     session.flush()
+    if held is not None:  # labels saved under an earlier, expired hold are not for this one
+        session.execute(delete(LabelDraft).where(LabelDraft.allocation_id == allocation.id))
+    outcome = AcceptOutcome.shared if choice.shared else AcceptOutcome.allocated
     record_event(
         session,
-        kind="allocated",
+        kind=outcome.value,
         study_id=study.id,
         worker=worker.external_id,
         assignment_id=assignment.id,
@@ -244,17 +290,15 @@ def _accept_once(
             "mturk_assignment_id": mturk.assignment_id if mturk else None,
             "hit_id": mturk.hit_id if mturk else None,
             "again_after_expiry": held is not None,
+            "expires_at": allocation.expires_at.isoformat(),
         },
     )
-    result = _accepted(session, study, allocation, AcceptOutcome.allocated, assignment=assignment)
+    result = _accepted(session, study, allocation, outcome, assignment=assignment)
     session.commit()
     return result
 
 
-def _check_hit(session: Session, *, study: Study, mturk: MTurkContext, worker: WorkerRef) -> None:
-    hit_study = session.scalar(select(MTurkHit.study_id).where(MTurkHit.hit_id == mturk.hit_id))
-    if hit_study != study.id:
-        raise NotFoundError(f"HIT {mturk.hit_id!r} is not a HIT of study {study.slug!r}")
+def _check_mturk_assignment(session: Session, *, mturk: MTurkContext, worker: WorkerRef) -> None:
     owner = session.scalar(
         select(Worker.external_id)
         .join(Allocation, Allocation.worker_id == Worker.id)
@@ -285,12 +329,23 @@ def _accepted(
         .where(AssignmentItem.assignment_id == assignment.id)
         .order_by(AssignmentItem.position)
     ).all()
+    saved: tuple[LabelInput, ...] = ()
+    if outcome == AcceptOutcome.resumed:
+        saved = tuple(
+            LabelInput(position, label, response_ms)
+            for position, label, response_ms in session.execute(
+                select(LabelDraft.position, LabelDraft.label, LabelDraft.response_ms)
+                .where(LabelDraft.allocation_id == allocation.id)
+                .order_by(LabelDraft.position)
+            )
+        )
     return Accepted(
         outcome=outcome,
         assignment_public_id=assignment.public_id,
         class_names=list(study.class_names),
         expires_at=allocation.expires_at,
         item_images=tuple(images),
+        saved=saved,
     )
 
 
@@ -305,39 +360,6 @@ def _get_or_create_worker(session: Session, worker: WorkerRef) -> Worker:
         session.add(row)
         session.flush()  # a concurrent twin makes this raise IntegrityError: the caller retries
     return row
-
-
-def _expire_overdue(session: Session, *, study_id: int, now: datetime) -> None:
-    """Expire the study's allocations past their deadline and put their assignments back."""
-    overdue = session.scalars(
-        select(Allocation.id)
-        .where(
-            Allocation.study_id == study_id,
-            Allocation.status == AllocationStatus.active,
-            Allocation.expires_at < now,
-        )
-        .order_by(Allocation.id)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not overdue:
-        return
-    released = session.scalars(
-        update(Allocation)
-        .where(Allocation.id.in_(overdue))
-        .values(status=AllocationStatus.expired)
-        .returning(Allocation.assignment_id)
-    ).all()
-    session.execute(
-        update(Assignment)
-        .where(Assignment.id.in_(released), Assignment.status == AssignmentStatus.allocated)
-        .values(status=AssignmentStatus.available)
-    )
-    record_event(
-        session,
-        kind="allocations_expired",
-        study_id=study_id,
-        detail={"assignments": sorted(released)},
-    )
 
 
 # Built once: the hottest query of a study (25 per assignment); constructing it per call
@@ -380,15 +402,10 @@ def submit(
     )
 
 
-def _submit_once(
-    session: Session,
-    assignment_public_id: str,
-    worker: WorkerRef,
-    mturk_assignment_id: str | None,
-    labels: Sequence[LabelInput],
-    now: datetime,
-) -> Submitted:
-    begin_write(session)
+def _own_allocation(
+    session: Session, assignment_public_id: str, worker: WorkerRef, mturk_assignment_id: str | None
+) -> tuple[Assignment, Allocation]:
+    """The assignment (locked) and the worker's allocation of it, or why not."""
     assignment = session.scalar(
         select(Assignment).where(Assignment.public_id == assignment_public_id).with_for_update()
     )
@@ -410,6 +427,21 @@ def _submit_once(
         raise ForbiddenError(
             "the MTurk assignmentId does not match the one this assignment was accepted with"
         )
+    return assignment, allocation
+
+
+def _submit_once(
+    session: Session,
+    assignment_public_id: str,
+    worker: WorkerRef,
+    mturk_assignment_id: str | None,
+    labels: Sequence[LabelInput],
+    now: datetime,
+) -> Submitted:
+    begin_write(session)
+    assignment, allocation = _own_allocation(
+        session, assignment_public_id, worker, mturk_assignment_id
+    )
     items = session.execute(
         select(AssignmentItem.position, AssignmentItem.stimulus_id).where(
             AssignmentItem.assignment_id == assignment.id
@@ -441,9 +473,11 @@ def _submit_once(
             for item in labels
         ],
     )
+    session.execute(delete(LabelDraft).where(LabelDraft.allocation_id == allocation.id))
     late = allocation.status == AllocationStatus.expired
     allocation.status = AllocationStatus.submitted
     allocation.submitted_at = now
+    allocation.source_address = None
     assignment.status = AssignmentStatus.submitted
     record_event(
         session,
@@ -459,6 +493,69 @@ def _submit_once(
     )
     session.commit()
     return Submitted(already_submitted=False, num_labels=len(labels))
+
+
+def save_label(
+    *,
+    session: Session,
+    assignment_public_id: str,
+    worker: WorkerRef,
+    mturk_assignment_id: str | None,
+    item: LabelInput,
+    now: datetime,
+) -> None:
+    """Keep one label as the person gives it (a reload resumes after it). Only while the hold
+    is active; the submission, not this, is what the study stores."""
+    _retrying(
+        session,
+        lambda: _save_label_once(
+            session, assignment_public_id, worker, mturk_assignment_id, item, now
+        ),
+    )
+
+
+def _save_label_once(
+    session: Session,
+    assignment_public_id: str,
+    worker: WorkerRef,
+    mturk_assignment_id: str | None,
+    item: LabelInput,
+    now: datetime,
+) -> None:
+    begin_write(session)
+    assignment, allocation = _own_allocation(
+        session, assignment_public_id, worker, mturk_assignment_id
+    )
+    if allocation.status == AllocationStatus.submitted:
+        raise ConflictError("this assignment was already submitted")
+    if allocation.status == AllocationStatus.expired or allocation.expires_at < now:
+        raise ConflictError(
+            "your time for this assignment ran out; submit now to keep your answers if "
+            "nobody else has taken it"
+        )
+    exists = session.scalar(
+        select(AssignmentItem.position).where(
+            AssignmentItem.assignment_id == assignment.id,
+            AssignmentItem.position == item.position,
+        )
+    )
+    if exists is None:
+        raise InvalidInputError(f"item {item.position} is not in this assignment")
+    num_classes = int(
+        session.scalar(select(Study.num_classes).where(Study.id == assignment.study_id)) or 0
+    )
+    if not 0 <= item.label < num_classes:
+        raise InvalidInputError(f"label {item.label} is outside the classes 0..{num_classes - 1}")
+    draft = session.scalar(
+        select(LabelDraft).where(
+            LabelDraft.allocation_id == allocation.id, LabelDraft.position == item.position
+        )
+    )
+    if draft is None:
+        draft = LabelDraft(allocation_id=allocation.id, position=item.position)
+        session.add(draft)
+    draft.label, draft.response_ms, draft.saved_at = item.label, item.response_ms, now
+    session.commit()
 
 
 def _validate_labels(

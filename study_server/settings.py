@@ -59,6 +59,37 @@ class MTurkSettings(BaseSettings):
     max_retries: int = Field(default=5, ge=0)
 
 
+class LimitSettings(BaseSettings):
+    """How much of a study one client can hold, and how fast it may ask (docs/deployment.md).
+
+    A "client" is a source address: the peer's IP, or the one a trusted proxy forwarded; an
+    IPv6 address counts by its /64 (one host usually has a whole /64). 0 turns a limit off.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ADVCRITIC_LIMIT_", extra="ignore")
+
+    # Active MTurk holds of one study from one address. 3: three people behind one NAT may
+    # work on the study at once; a fourth waits (429, Retry-After) until one of them is done.
+    holds_per_address: int = Field(default=3, ge=0)
+    # Active holds of one study from one address made with lab invitations. 0: a lab where
+    # everyone shares one NAT address is never stopped (the invitation is the credential).
+    lab_holds_per_address: int = Field(default=0, ge=0)
+    # Different assignments one HIT id may draw from the pool at once (a worker, and people
+    # who returned the HIT while their hold runs); further claims share the HIT's images.
+    assignments_per_hit: int = Field(default=3, ge=1)
+    # A hold is shared with another claim only once it is this old; a claim arriving sooner
+    # waits (409 with Retry-After; the page retries by itself).
+    share_after_s: int = Field(default=60, ge=0)
+    # In-process token buckets per address (per server process, see docs/deployment.md):
+    # accept requests, and every request to the labeling pages and API.
+    accepts_per_minute: int = Field(default=30, ge=0)
+    requests_per_minute: int = Field(default=1200, ge=0)
+    # Addresses no limit applies to: the host itself (tests, a benchmark, the quickstart's
+    # browser). A proxy on this host must be trusted (`trusted_proxies`), or every client
+    # would look like the host: the server refuses such forwarded requests (see app.py).
+    exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+
 class Settings(BaseSettings):
     """Settings for the study server and the study tools."""
 
@@ -79,14 +110,19 @@ class Settings(BaseSettings):
     # The only `turkSubmitTo` values the HIT page accepts and posts to; MTurk's own by default
     # (tests add the loopback address of their MTurk stand-in).
     turk_submit_hosts: list[str] = Field(default_factory=lambda: list(MTURK_SUBMIT_HOSTS))
-    # An allocation not submitted within this time goes back to the pool.
-    allocation_timeout_s: int = Field(default=45 * 60, ge=10)
+    # An allocation not submitted within this time goes back to the pool. Never longer than
+    # the HITs' MTurk assignment duration (checked by `mturk publish`, and capped per HIT).
+    allocation_timeout_s: int = Field(default=20 * 60, ge=10)
     items_per_assignment: int = Field(default=25, ge=1)
     split_seed: int = 0
     # Largest request body the server accepts, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Allow the no-MTurk lab mode (a person opens a link and labels).
+    # Allow the no-MTurk lab mode (a person opens an invitation link and labels).
     local_mode: bool = True
+    # Reverse proxies whose X-Forwarded-For/-Proto uvicorn believes (addresses or networks,
+    # e.g. ["172.30.0.10"] for the compose file's Caddy); none by default.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     mturk: MTurkSettings = Field(default_factory=MTurkSettings)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from study_server.db.models import MTurkHit, Study
 from study_server.importer import ImportResult, import_bundle
+from study_server.invitations import mint
 from testkit.databases import session_for
 
 
@@ -49,5 +50,14 @@ def register_hits(url: str, slug: str, hit_ids: Sequence[str], *, sandbox: bool 
                 )
             )
         session.commit()
+    finally:
+        session.close()
+
+
+def invite(url: str, slug: str, n: int = 1) -> list[str]:
+    """`n` lab invitation codes for the study, as `study-server invite` mints them."""
+    session = session_for(url)
+    try:
+        return mint(session, study_slug=slug, n=n)
     finally:
         session.close()

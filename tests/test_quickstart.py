@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -84,14 +85,15 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
     try:
         banner = _wait_for(lines, "*** Open", seen)
         url = banner.split("Open ", 1)[1].split(" in a browser", 1)[0]
-        assert url == f"http://127.0.0.1:{port}/lab/ours-fc-s0"
+        assert url.startswith(f"http://127.0.0.1:{port}/lab/ours-fc-s0?code=")
         _wait_for(lines, "Uvicorn running", seen, timeout=60)
         with urllib.request.urlopen(url, timeout=10) as response:
             page = response.read().decode()
         assert response.status == 200
-        assert "participant" in page.lower()
-        with urllib.request.urlopen(f"{url}/label?participant=lab-01", timeout=10) as response:
-            assert response.status == 200
+        assert '"mode": "local"' in page and "Label" in page  # the labeling page, ready
+        with pytest.raises(urllib.error.HTTPError) as refused:  # a code nobody was given
+            urllib.request.urlopen(url.split("?")[0] + "?code=ABCD-EFGH-JKMN", timeout=10)
+        assert refused.value.code == 403
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

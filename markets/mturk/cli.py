@@ -9,8 +9,11 @@ Exit status: 0 done, 1 MTurk refused or failed (the message says why and what to
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
@@ -24,10 +27,15 @@ from markets.mturk.bonus import BonusDeclined, BonusRefused, pay_bonus, plan_bon
 from markets.mturk.client import MTurkClient
 from markets.mturk.hits import expire, status
 from markets.mturk.notify import NotifyRefused, notify
-from markets.mturk.publish import PublishConflict, PublishDeclined, publish
+from markets.mturk.publish import (
+    HoldOutlastsAssignment,
+    PublishConflict,
+    PublishDeclined,
+    publish,
+)
 from markets.mturk.question import QuestionError
 from markets.mturk.review import ReviewRefused, ReviewReport, approve, reject
-from markets.mturk.sync import sync
+from markets.mturk.sync import SyncReport, sync
 from study_server.db.access import DatabaseNotReady, study_sessions
 from study_server.db.store import StudyNotFound
 from study_server.settings import Settings, get_settings
@@ -94,8 +102,19 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     status.add_argument(
         "--offline", action="store_true", help="only what the database holds; do not ask MTurk"
     )
-    command(
+    sync = command(
         "sync", _sync, "pull assignments from MTurk and confirm or flag the server's submissions"
+    )
+    sync.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep syncing for the life of the study (a line per run; Ctrl-C stops, rerun resumes)",
+    )
+    sync.add_argument(
+        "--every",
+        default="5m",
+        metavar="TIME",
+        help="with --watch: time between runs, e.g. 90s, 5m, 1h (default 5m, at least 30s)",
     )
     approve = command(
         "approve", _approve, "approve (pay) submitted work; by default all confirmed submissions"
@@ -184,6 +203,7 @@ def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
         page_url=page_url,
         max_hits=args.max_hits,
         confirm=cost_confirmation(args.confirm_cost, action="publish", say=_say),
+        allocation_timeout_s=settings.allocation_timeout_s,
     )
     plan = result.plan
     if not result.created and not result.adopted and not plan.slots:
@@ -249,8 +269,32 @@ def _status(args: argparse.Namespace, settings: Settings, sessions: Sessions) ->
     return 0
 
 
+MIN_WATCH_S = 30
+
+
+def parse_every(text: str) -> int:
+    """'90s', '5m', '1h' or plain seconds -> seconds (at least MIN_WATCH_S)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text.lower())
+    if not match:
+        raise UsageError(f"--every must be a time like 90s, 5m or 1h, got {text!r}")
+    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds < MIN_WATCH_S:
+        raise UsageError(f"--every must be at least {MIN_WATCH_S}s, got {text!r}")
+    return seconds
+
+
 def _sync(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
-    report = sync(sessions=sessions, client=_client(args, settings), study_slug=args.study)
+    if not args.watch:
+        if args.every != "5m":
+            raise UsageError("--every only applies with --watch")
+        _sync_report(
+            sync(sessions=sessions, client=_client(args, settings), study_slug=args.study), args
+        )
+        return 0
+    return _watch(args, settings, sessions, parse_every(args.every))
+
+
+def _sync_report(report: SyncReport, args: argparse.Namespace) -> None:
     _say(
         f"study {report.study_slug} on the {_market(args)}: "
         f"{report.hits} HITs, {report.hits_listed} listed by MTurk"
@@ -271,6 +315,59 @@ def _sync(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> i
     _say(f"  exclusion qualification granted to {report.granted} new worker(s)")
     for failure in report.grant_failures:
         _say(f"    not granted: {failure}", sys.stderr)
+
+
+def _watch(
+    args: argparse.Namespace,
+    settings: Settings,
+    sessions: Sessions,
+    every_s: int,
+    *,
+    runs: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Sync every `every_s` seconds until interrupted (or `runs` times, for tests).
+
+    Each run is a whole `mturk sync` (its database work one transaction, the grants
+    idempotent), so stopping anywhere and starting again loses nothing. The first run must
+    succeed (a wrong study or credentials stop at once); a later failure is reported and
+    the next run tries again.
+    """
+    client = _client(args, settings)
+    _say(
+        f"mturk sync --watch: study {args.study} on the {_market(args)}, every {every_s} s "
+        "(Ctrl-C to stop; running it again resumes)"
+    )
+    flagged: set[int] = set()
+    run = 0
+    while runs is None or run < runs:
+        run += 1
+        started = datetime.now(UTC)
+        try:
+            report = sync(sessions=sessions, client=client, study_slug=args.study)
+        except errors.MTurkError as error:
+            if run == 1:
+                raise
+            _say(
+                f"{started:%Y-%m-%d %H:%M:%S}Z run {run}: MTurk failed ({error}); trying again",
+                sys.stderr,
+            )
+        else:
+            new = [(a, why) for a, why in report.flagged if a not in flagged]
+            flagged |= {a for a, _ in report.flagged}
+            _say(
+                f"{started:%Y-%m-%d %H:%M:%S}Z run {run}: {report.hits} HITs, "
+                f"MTurk assignments {_counts(report.assignments)}; confirmed {report.confirmed}, "
+                f"flagged {len(report.flagged)} ({len(new)} new); "
+                f"excluded {report.granted} new worker(s)"
+            )
+            for allocation_id, reason in new:
+                _say(f"    flagged allocation {allocation_id}: {reason}")
+            for failure in report.grant_failures:
+                _say(f"    not granted: {failure}", sys.stderr)
+        if runs is not None and run >= runs:
+            break
+        sleep(every_s)
     return 0
 
 
@@ -399,7 +496,12 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         f"mturk {args.command}",
         call,
         usage=(
-            StudyNotFound, DatabaseNotReady, QuestionError, ReviewRefused, BonusRefused,
+            StudyNotFound,
+            DatabaseNotReady,
+            QuestionError,
+            ReviewRefused,
+            HoldOutlastsAssignment,
+            BonusRefused,
             NotifyRefused,
         ),
         refused=(errors.MTurkError, PublishDeclined, PublishConflict, BonusDeclined),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
@@ -160,6 +160,21 @@ class PublishDeclined(Exception):
     """The person at the terminal did not confirm the cost: nothing was published."""
 
 
+class HoldOutlastsAssignment(ValueError):
+    """The server's allocation timeout is longer than the HITs' assignment duration."""
+
+
+def check_hold(*, allocation_timeout_s: int, assignment_duration_s: int) -> None:
+    """A hold on the server must end before the worker's MTurk assignment can: past that,
+    MTurk has taken the HIT back while the server still keeps its images from the pool."""
+    if allocation_timeout_s > assignment_duration_s:
+        raise HoldOutlastsAssignment(
+            f"ADVCRITIC_ALLOCATION_TIMEOUT_S ({allocation_timeout_s} s) is longer than the HITs' "
+            f"assignment duration ADVCRITIC_MTURK_ASSIGNMENT_DURATION_S ({assignment_duration_s} "
+            "s): lower the first or raise the second; nothing published"
+        )
+
+
 def publish(
     *,
     sessions: sessionmaker[Session],
@@ -169,9 +184,19 @@ def publish(
     page_url: str,
     max_hits: int | None = None,
     confirm: Callable[[PublishPlan], bool] = lambda plan: True,
+    allocation_timeout_s: int | None = None,
 ) -> PublishResult:
-    """Publish the study's missing HITs (all of them, or up to `max_hits` in total)."""
+    """Publish the study's missing HITs (all of them, or up to `max_hits` in total).
+
+    `allocation_timeout_s`, the study server's hold, must not exceed the HITs' assignment
+    duration (`check_hold`); each HIT's duration is stored, and the server caps holds by it.
+    """
     sandbox = client.sandbox
+    if allocation_timeout_s is not None:
+        check_hold(
+            allocation_timeout_s=allocation_timeout_s,
+            assignment_duration_s=settings.assignment_duration_s,
+        )
     if settings.endpoint_url is None and not page_url.startswith("https://"):
         raise QuestionError(
             f"MTurk only frames HTTPS pages; {page_url!r} is not (set --url https://...)"
@@ -220,6 +245,8 @@ def publish(
         hit = _create_or_find(
             client, study, slot, sandbox, result.hit_type_id, question, settings.lifetime_s
         )
+        if hit.assignment_duration_s is None:  # CreateHIT's answer names it; be sure anyway
+            hit = replace(hit, assignment_duration_s=settings.assignment_duration_s)
         result.hit_group_id = result.hit_group_id or hit.hit_group_id
         _store(sessions, study, slot, hit, sandbox, result.created)
     with sessions() as session:
@@ -318,6 +345,7 @@ def _store(
                 unique_request_token=request_token(study, slot=slot, sandbox=sandbox),
                 status=hit.status or "Assignable",
                 expires_at=hit.expires_at,
+                assignment_duration_s=hit.assignment_duration_s,
             )
         )
         try:

@@ -87,10 +87,12 @@ class Hit:
     created_at: datetime | None
     expires_at: datetime | None
     annotation: str | None
+    assignment_duration_s: int | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Hit:
         reward = data.get("Reward")
+        duration = data.get("AssignmentDurationInSeconds")
         return cls(
             hit_id=data["HITId"],
             hit_type_id=data.get("HITTypeId", ""),
@@ -104,6 +106,7 @@ class Hit:
             created_at=_utc(data.get("CreationTime")),
             expires_at=_utc(data.get("Expiration")),
             annotation=data.get("RequesterAnnotation"),
+            assignment_duration_s=int(duration) if duration is not None else None,
         )
 
 

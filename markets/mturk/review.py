@@ -23,6 +23,7 @@ from markets.mturk.client import MTurkClient
 from markets.mturk.publish import marketplace_name
 from markets.mturk.store import mturk_assignments, study_hit_ids
 from markets.mturk.sync import rejection_note
+from study_server.allocation import release_flagged
 from study_server.db.models import Allocation, AllocationStatus, MTurkAssignment, Verification
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
@@ -139,13 +140,13 @@ def reject(
 
 
 def _exclude_rejected(session: Session, assignment_id: str, reason: str | None) -> None:
-    """A rejected submission stops counting at once (the analysis reads `verification`)."""
+    """A rejected submission stops counting at once (the analysis reads `verification`), and
+    its images go back to the pool to be labeled by someone else."""
     allocation = session.scalar(
         select(Allocation).where(Allocation.mturk_assignment_id == assignment_id)
     )
     if allocation is not None:
-        allocation.verification = Verification.flagged
-        allocation.verification_note = rejection_note(reason)
+        release_flagged(session, allocation, reason=rejection_note(reason))
 
 
 def _decide(

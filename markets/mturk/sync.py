@@ -8,8 +8,11 @@ worker. Sync sets each MTurk-sourced allocation's `verification`:
 - ``confirmed``: MTurk lists the assignment with the same worker and HIT;
 - ``flagged``: it does not (unknown assignment, another worker, a HIT not published for
   this study), or the requester rejected the work, with the reason in `verification_note`.
+  A flagged submission keeps its labels (excluded from the analysis) and its images go back
+  to the pool for someone else (`study_server.allocation.release_flagged`).
   Flags are re-checked on every run: a page can record its labels a moment before MTurk
-  hears of the submission, so a later sync may confirm what an earlier one flagged.
+  hears of the submission, so a later sync may confirm what an earlier one flagged; it then
+  counts again, unless its images were labeled by someone else meanwhile (allocation rule 7).
 
 It also grants the study's exclusion qualification to every worker who took part, so the
 study's remaining HITs disappear for them on MTurk (the server already refuses them a second
@@ -33,7 +36,8 @@ from markets.mturk.store import (
     published_hits,
     study_hit_ids,
 )
-from study_server.db.models import Allocation, AllocationStatus, MTurkAssignment, Verification
+from study_server.allocation import confirm, release_flagged
+from study_server.db.models import Allocation, AllocationStatus, MTurkAssignment
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event, utc_now
 
@@ -140,14 +144,12 @@ def _verify(session: Session, study_id: int, sandbox: bool, report: SyncReport) 
         if allocation.mturk_assignment_id:
             finished.add(allocation.mturk_assignment_id)
         reason = _mismatch(allocation, worker_id, on_mturk, hit_marketplace)
-        if reason is None:
-            allocation.verification = Verification.confirmed
-            allocation.verification_note = None
+        if reason is None and confirm(session, allocation):
             report.confirmed += 1
-        else:
-            allocation.verification = Verification.flagged
-            allocation.verification_note = reason
-            report.flagged.append((allocation.id, reason))
+            continue
+        if reason is not None:
+            release_flagged(session, allocation, reason=reason)
+        report.flagged.append((allocation.id, allocation.verification_note or ""))
     report.unmatched_submissions = sorted(
         row.mturk_assignment_id
         for row in on_mturk.values()

@@ -12,9 +12,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from study_server.api.clients import ClientGate, RateLimit
 from study_server.api.routes import admin, health, labeling, pages
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.db.session import create_db_engine, create_session_factory
+from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
 from study_server.settings import Settings, get_settings
 
@@ -39,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = create_session_factory(engine)
+    app.state.session_factory = session_factory = create_session_factory(engine)
+    app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()
     app.state.study_pages = {}  # slug -> pages.StudyPage; studies are immutable once imported
     app.include_router(pages.router)
@@ -47,7 +50,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Added last = outermost: the size cap runs before anything reads the body.
+
+    def audit_rate_limited(detail: dict) -> None:
+        with session_factory() as session:
+            record_event(session, kind="rate_limited", detail=detail)
+            session.commit()
+
+    # Added last = outermost: the size cap runs before anything reads the body; refusals
+    # of the rate limit still carry the security headers.
+    app.add_middleware(RateLimit, gate=gate, audit=audit_rate_limited)
     app.add_middleware(SecurityHeaders, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

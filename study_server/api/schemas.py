@@ -9,11 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
-# MTurk's ids (assignmentId, hitId, workerId) and lab participant codes: letters, digits, _ and -.
+from study_server.invitations import CODE_PATTERN
+
+# MTurk's ids (assignmentId, hitId, workerId): letters, digits, _ and -.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# A lab invitation code (study_server/invitations.py).
+LabCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+_WHO = "give either `code` (a lab invitation) or `worker_id` with MTurk's ids"
 # The most items an assignment may have on the wire (far above any sane study).
 MAX_ITEMS = 1000
 
@@ -29,31 +34,78 @@ class MTurkIds(_Request):
 
 
 class AcceptRequest(_Request):
-    worker_id: Identifier
-    # Absent in the local (lab) mode.
+    """An MTurk worker (`worker_id` and `mturk`) or a lab participant (`code`)."""
+
+    worker_id: Identifier | None = None
     mturk: MTurkIds | None = None
+    code: LabCode | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AcceptRequest:
+        if (self.code is None) == (self.worker_id is None or self.mturk is None):
+            raise ValueError(_WHO)
+        if self.code is not None and (self.worker_id or self.mturk):
+            raise ValueError(_WHO)
+        return self
+
+
+class SavedLabel(BaseModel):
+    position: int
+    label: int
+    response_ms: int | None
 
 
 class AcceptResponse(BaseModel):
-    outcome: Literal["allocated", "resumed", "submitted"]
+    outcome: Literal["allocated", "shared", "resumed", "submitted"]
     assignment: str
     num_items: int
     class_names: list[str]
     item_urls: list[str]
+    # PUT one label to `label_url_prefix` + position as it is given (a reload resumes).
+    label_url_prefix: str
     submit_url: str
     expires_at: datetime
+    # The labels saved so far, in position order (empty unless resumed).
+    labels: list[SavedLabel] = Field(default_factory=list)
+
+
+ResponseMs = Annotated[StrictInt, Field(ge=0, le=24 * 3600 * 1000)]
 
 
 class LabelIn(_Request):
     position: Annotated[StrictInt, Field(ge=0, lt=MAX_ITEMS)]
     label: StrictInt
-    response_ms: Annotated[StrictInt, Field(ge=0, le=24 * 3600 * 1000)] | None = None
+    response_ms: ResponseMs | None = None
 
 
-class SubmitRequest(_Request):
-    worker_id: Identifier
+class _Who(_Request):
+    """The person acting on an assignment: MTurk ids, or the lab invitation code."""
+
+    worker_id: Identifier | None = None
     mturk_assignment_id: Identifier | None = None
+    code: LabCode | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _Who:
+        mturk = self.worker_id is not None and self.mturk_assignment_id is not None
+        if mturk == (self.code is not None) or (
+            self.code is not None and (self.worker_id or self.mturk_assignment_id)
+        ):
+            raise ValueError(_WHO)
+        return self
+
+
+class SubmitRequest(_Who):
     labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ITEMS)]
+
+
+class SaveLabelRequest(_Who):
+    label: StrictInt
+    response_ms: ResponseMs | None = None
+
+
+class SaveLabelResponse(BaseModel):
+    status: Literal["saved"]
 
 
 class SubmitResponse(BaseModel):

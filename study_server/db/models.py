@@ -6,8 +6,12 @@ so they hold under concurrency on both SQLite and PostgreSQL:
 - a stimulus belongs to exactly one assignment (`assignment_items.stimulus_id` unique);
 - a worker holds at most one allocation per study (`allocations` unique on study+worker),
   so nobody annotates two assignments of one study;
-- an assignment has at most one live (active or submitted) allocation (partial unique index);
-- a label is stored once per assignment item (`labels` unique on assignment+stimulus).
+- an assignment has at most one *counted* submission: confirmed by MTurk, or made with a lab
+  invitation (partial unique index). Several claims may work on one assignment's images
+  (two claims of the same HIT, see study_server/allocation.py), and a flagged submission
+  keeps its labels while the images go back to the pool, so the rule is on what counts;
+- a label is stored once per item of an allocation (`labels` unique on allocation+stimulus);
+- a lab invitation code is stored only as its SHA-256 (`lab_invitations.code_sha256`).
 """
 
 from __future__ import annotations
@@ -114,12 +118,23 @@ class WorkerSource(str, enum.Enum):
 
 
 class Verification(str, enum.Enum):
-    """Whether MTurk confirmed a submission the server recorded (see `mturk sync`)."""
+    """Whether a submission the server recorded counts (see `mturk sync`, `study-server invite`).
+
+    MTurk work is `unverified` until `mturk sync` makes it `confirmed` or `flagged`. Lab work
+    made with an invitation code is `invited`; `not_applicable` is lab work from before
+    invitations (any code a visitor typed), which the analysis no longer counts.
+    """
 
     unverified = "unverified"
     confirmed = "confirmed"
     flagged = "flagged"
-    not_applicable = "not_applicable"  # local (lab) mode: no MTurk to confirm
+    not_applicable = "not_applicable"  # lab mode before invitations (schema 0001)
+    invited = "invited"  # lab mode, with a code from `study-server invite`
+
+
+# Submissions that count for the analysis; at most one per assignment (index below).
+COUNTED_VERIFICATIONS = (Verification.confirmed, Verification.invited, Verification.not_applicable)
+_COUNTED_SQL = "status = 'submitted' AND verification IN ('confirmed', 'invited', 'not_applicable')"
 
 
 class Study(Base):
@@ -219,12 +234,13 @@ class Allocation(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "worker_id"),
         Index(
-            "uq_allocations_live_assignment",
+            "uq_allocations_counted_assignment",
             "assignment_id",
             unique=True,
-            sqlite_where=text("status != 'expired'"),
-            postgresql_where=text("status != 'expired'"),
+            sqlite_where=text(_COUNTED_SQL),
+            postgresql_where=text(_COUNTED_SQL),
         ),
+        Index("ix_allocations_study_id_source_address", "study_id", "source_address"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -241,14 +257,19 @@ class Allocation(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     verification: Mapped[Verification] = mapped_column(_enum(Verification), default=Verification.unverified)
     verification_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The client's address (IPv4, or an IPv6 /64) while the allocation is active, for the
+    # per-address limit; erased when it is submitted or expires (never kept for the study).
+    source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     assignment: Mapped[Assignment] = relationship()
     worker: Mapped[Worker] = relationship()
 
 
 class Label(Base):
+    """A submitted label: written only by the submission, all of an allocation's at once."""
+
     __tablename__ = "labels"
-    __table_args__ = (UniqueConstraint("assignment_id", "stimulus_id"),)
+    __table_args__ = (UniqueConstraint("allocation_id", "stimulus_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id", ondelete="CASCADE"), index=True)
@@ -262,6 +283,36 @@ class Label(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     stimulus: Mapped[Stimulus] = relationship()
+
+
+class LabelDraft(Base):
+    """A label saved as the person goes, before the submission (a reload resumes from these).
+
+    The submission copies the labels into `labels` in one transaction and removes these.
+    """
+
+    __tablename__ = "label_drafts"
+    __table_args__ = (UniqueConstraint("allocation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    label: Mapped[int] = mapped_column(Integer)
+    response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LabInvitation(Base):
+    """A participant code for the lab mode, minted by `study-server invite` (single use)."""
+
+    __tablename__ = "lab_invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the normalised code: the code itself is shown once, when minted.
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    note: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
 class Event(Base):
@@ -295,6 +346,8 @@ class MTurkHit(Base):
     status: Mapped[str] = mapped_column(String(32), default="Assignable")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The HIT type's AssignmentDurationInSeconds: no hold on the server outlasts it.
+    assignment_duration_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class MTurkAssignment(Base):

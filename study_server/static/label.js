@@ -1,56 +1,245 @@
-// The labeling page: accept, show the images one at a time, collect labels, submit.
-// Its data comes from the JSON block #config (no inline script: the CSP forbids it).
-// Only after the server has stored the labels does the page post to MTurk's externalSubmit,
-// so MTurk never hears of a submission the study does not have.
+// The labeling page: accept, show the images one at a time, keep each label on the server
+// as it is given, submit. Its data comes from the JSON block #config (no inline script: the
+// CSP forbids it).
+//
+// The page is a sequence of phases; each has one section of label.html and an `enter`
+// function, and `go(name)` is the only way from one to the next:
+//
+//   loading -> (waiting -> loading)* -> intro -> task <-> review -> submitting -> done
+//   loading -> unavailable                       (refused: the reason is shown)
+//
+// A reload, a closed tab reopened from MTurk, or a crashed browser comes back through
+// loading: the accept answers with the labels saved so far, and the task resumes at the
+// first image without one. Only after the server has stored the submission does the page
+// post to MTurk's externalSubmit, so MTurk never hears of a submission the study does not have.
 (function () {
   "use strict";
 
   const config = JSON.parse(document.getElementById("config").textContent);
   const byId = (id) => document.getElementById(id);
-  const state = { assignment: null, labels: [], times: [], index: 0, shownAt: 0, busy: false, phase: "intro" };
+  const SECTIONS = ["intro", "wait", "task", "review", "done"];
+  const MAX_WAIT_S = 600; // a Retry-After longer than this is shown, not waited for
+  const state = {
+    phase: null,
+    assignment: null,
+    labels: [],
+    times: [],
+    index: 0,
+    shownAt: 0,
+    saving: Promise.resolve(),
+  };
 
-  function show(section) {
-    for (const id of ["intro", "task", "review", "done"]) byId(id).hidden = id !== section;
-    state.phase = section;
+  // ---- talking to the server ----------------------------------------------------------
+
+  class RequestError extends Error {
+    constructor(message, status, retryAfter) {
+      super(message);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
   }
 
-  function showError(message) {
-    const box = byId("error");
-    box.textContent = message;
-    box.hidden = false;
-  }
-
-  async function postJson(url, body) {
+  async function send(method, url, body) {
     let response;
     try {
       response = await fetch(url, {
-        method: "POST",
+        method,
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
         credentials: "same-origin",
       });
     } catch (error) {
-      throw new Error("The server could not be reached. Check your connection and try again.");
+      throw new RequestError("The server could not be reached. Check your connection and try again.", 0, 5);
     }
     let data = null;
     try { data = await response.json(); } catch (error) { data = null; }
     if (!response.ok) {
       const detail = data && typeof data.detail === "string" ? data.detail : "the request was refused (HTTP " + response.status + ")";
-      throw new Error(detail);
+      const retryAfter = Number(response.headers.get("Retry-After")) || null;
+      throw new RequestError(detail, response.status, retryAfter);
     }
     return data;
   }
 
-  function acceptBody() {
-    const body = { worker_id: config.workerId };
-    if (config.mode === "mturk") {
-      body.mturk = { assignment_id: config.assignmentId, hit_id: config.hitId, turk_submit_to: config.turkSubmitTo };
-    }
-    return body;
+  // Who is acting: MTurk's ids, or the lab invitation code.
+  function who() {
+    if (config.mode === "mturk") return { worker_id: config.workerId, mturk_assignment_id: config.assignmentId };
+    return { code: config.code };
   }
+
+  function acceptBody() {
+    if (config.mode === "mturk") {
+      return {
+        worker_id: config.workerId,
+        mturk: { assignment_id: config.assignmentId, hit_id: config.hitId, turk_submit_to: config.turkSubmitTo },
+      };
+    }
+    return { code: config.code };
+  }
+
+  // Each label goes to the server as it is given, one after another; a failed save is tried
+  // again a few times, and the submission carries every label anyway.
+  function saveLabel(position) {
+    const body = Object.assign(who(), { label: state.labels[position], response_ms: state.times[position] });
+    const url = state.assignment.label_url_prefix + position;
+    state.saving = state.saving.then(async () => {
+      for (let attempt = 0; attempt < 4; attempt += 1) {
+        if (state.phase === "submitting" || state.phase === "done") return;
+        try {
+          await send("PUT", url, body);
+          byId("notice").hidden = true;
+          return;
+        } catch (error) {
+          if (error.status && error.status !== 429 && error.status < 500) {
+            notice("Your answer could not be kept on the server (" + error.message + "). You can go on: all answers are sent when you submit.");
+            return;
+          }
+          await sleep(1000 * (error.retryAfter || 2 ** attempt));
+        }
+      }
+      notice("Your answers are not reaching the server right now. You can go on: all answers are sent when you submit.");
+    });
+  }
+
+  // ---- small helpers ------------------------------------------------------------------
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function showError(message) {
+    const box = byId("error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function notice(message) {
+    const box = byId("notice");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  function firstUnlabeled() {
+    for (let i = 0; i < state.assignment.num_items; i += 1) {
+      if (state.labels[i] === undefined) return i;
+    }
+    return state.assignment.num_items;
+  }
+
+  // ---- the phases -----------------------------------------------------------------------
+
+  const phases = {
+    async loading() {
+      showError("");
+      try {
+        state.assignment = await send("POST", config.acceptUrl, acceptBody());
+      } catch (error) {
+        if (error.retryAfter && error.retryAfter <= MAX_WAIT_S) {
+          go("waiting", error);
+        } else {
+          go("unavailable", error);
+        }
+        return;
+      }
+      if (state.assignment.outcome === "submitted") {
+        go("done");
+        return;
+      }
+      for (const saved of state.assignment.labels) {
+        state.labels[saved.position] = saved.label;
+        state.times[saved.position] = saved.response_ms;
+      }
+      for (const url of state.assignment.item_urls) new Image().src = url; // preload
+      buildChoices();
+      go("intro");
+    },
+
+    async waiting(error) {
+      byId("wait-text").textContent = error.message;
+      for (let left = error.retryAfter; left > 0; left -= 1) {
+        byId("wait-seconds").textContent = String(left);
+        await sleep(1000);
+        if (state.phase !== "waiting") return;
+      }
+      go("loading");
+    },
+
+    unavailable(error) {
+      const start = byId("start");
+      start.textContent = "Unavailable";
+      start.disabled = true;
+      showError(error.message);
+    },
+
+    intro() {
+      const start = byId("start");
+      state.index = firstUnlabeled();
+      start.textContent = state.index > 0 ? "Continue with image " + Math.min(state.index + 1, state.assignment.num_items) : "Start";
+      start.disabled = false;
+      start.focus();
+    },
+
+    task() {
+      const total = state.assignment.num_items;
+      byId("stimulus").src = state.assignment.item_urls[state.index];
+      byId("current").textContent = String(state.index + 1);
+      byId("total").textContent = String(total);
+      const progress = byId("progress");
+      progress.max = total;
+      progress.value = state.labels.filter((label) => label !== undefined).length;
+      for (const button of byId("choices").children) {
+        button.classList.toggle("chosen", Number(button.dataset.label) === state.labels[state.index]);
+      }
+      byId("back").disabled = state.index === 0;
+      state.shownAt = performance.now();
+    },
+
+    review() {
+      byId("submit").disabled = false;
+      byId("submit").focus();
+    },
+
+    async submitting() {
+      byId("submit").disabled = true;
+      showError("");
+      const labels = state.labels.map((label, position) => ({ position, label, response_ms: state.times[position] }));
+      try {
+        await send("POST", state.assignment.submit_url, Object.assign(who(), { labels }));
+      } catch (error) {
+        // Safe to press again: the server stores a submission once and answers a retry the same way.
+        showError(error.message);
+        go("review");
+        return;
+      }
+      go("done");
+    },
+
+    done() {
+      byId("notice").hidden = true;
+      if (config.mode !== "mturk") {
+        byId("done-text").textContent = "Your answers are saved. You may close this page.";
+        return;
+      }
+      byId("done-text").textContent = "Your answers are saved. Sending the HIT to MTurk...";
+      const form = byId("mturk-form");
+      form.action = config.turkSubmitTo + "/mturk/externalSubmit";
+      byId("mturk-assignment-id").value = config.assignmentId;
+      form.submit();
+    },
+  };
+
+  // The section each phase shows (phases without one keep the intro's).
+  const SHOWN = { loading: "intro", waiting: "wait", unavailable: "intro", intro: "intro", task: "task", review: "review", submitting: "review", done: "done" };
+
+  function go(name, argument) {
+    state.phase = name;
+    for (const id of SECTIONS) byId(id).hidden = id !== SHOWN[name];
+    phases[name](argument);
+  }
+
+  // ---- what the person does -----------------------------------------------------------
 
   function buildChoices() {
     const box = byId("choices");
+    if (box.children.length) return;
     config.classNames.forEach((name, label) => {
       const button = document.createElement("button");
       button.type = "button";
@@ -61,78 +250,33 @@
     });
   }
 
-  function render() {
-    const total = state.assignment.num_items;
-    if (state.index >= total) {
-      show("review");
-      byId("submit").focus();
-      return;
-    }
-    show("task");
-    byId("stimulus").src = state.assignment.item_urls[state.index];
-    byId("current").textContent = String(state.index + 1);
-    byId("total").textContent = String(total);
-    const progress = byId("progress");
-    progress.max = total;
-    progress.value = state.labels.filter((label) => label !== undefined).length;
-    for (const button of byId("choices").children) {
-      button.classList.toggle("chosen", Number(button.dataset.label) === state.labels[state.index]);
-    }
-    byId("back").disabled = state.index === 0;
-    state.shownAt = performance.now();
+  function begin() {
+    if (state.phase !== "intro" || byId("start").disabled) return;
+    go(state.index >= state.assignment.num_items ? "review" : "task");
   }
 
   function choose(label) {
-    if (state.phase !== "task" || state.busy) return;
+    if (state.phase !== "task") return;
     state.labels[state.index] = label;
     state.times[state.index] = Math.max(0, Math.round(performance.now() - state.shownAt));
+    saveLabel(state.index);
     state.index += 1;
-    render();
+    go(state.index >= state.assignment.num_items ? "review" : "task");
   }
 
   function back() {
-    if ((state.phase !== "task" && state.phase !== "review") || state.busy || state.index === 0) return;
+    if ((state.phase !== "task" && state.phase !== "review") || state.index === 0) return;
     state.index -= 1;
-    render();
+    go("task");
   }
 
-  function handOff() {
-    if (config.mode !== "mturk") {
-      show("done");
-      byId("done-text").textContent = "Your answers are saved. You may close this page.";
-      return;
-    }
-    show("done");
-    byId("done-text").textContent = "Your answers are saved. Sending the HIT to MTurk...";
-    const form = byId("mturk-form");
-    form.action = config.turkSubmitTo + "/mturk/externalSubmit";
-    byId("mturk-assignment-id").value = config.assignmentId;
-    form.submit();
-  }
-
-  async function submit() {
-    if (state.busy || state.phase !== "review") return;
-    state.busy = true;
-    byId("submit").disabled = true;
-    byId("error").hidden = true;
-    const labels = state.labels.map((label, position) => ({ position, label, response_ms: state.times[position] }));
-    const body = { worker_id: config.workerId, labels };
-    if (config.mode === "mturk") body.mturk_assignment_id = config.assignmentId;
-    try {
-      await postJson(state.assignment.submit_url, body);
-      handOff();
-    } catch (error) {
-      // Safe to press again: the server stores a submission once and answers a retry the same way.
-      showError(error.message);
-      byId("submit").disabled = false;
-    } finally {
-      state.busy = false;
-    }
+  function submit() {
+    if (state.phase === "review") go("submitting");
   }
 
   function onKey(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (state.phase === "intro" && (event.key === "Enter" || event.key === " ") && !byId("start").disabled) {
+    if (state.phase === "intro" && (event.key === "Enter" || event.key === " ")) {
       event.preventDefault();
       begin();
     } else if (state.phase === "task" && /^[0-9]$/.test(event.key)) {
@@ -150,35 +294,10 @@
     }
   }
 
-  function begin() {
-    if (state.phase !== "intro") return;
-    render();
-  }
-
-  async function load() {
-    try {
-      state.assignment = await postJson(config.acceptUrl, acceptBody());
-    } catch (error) {
-      byId("start").textContent = "Unavailable";
-      showError(error.message);
-      return;
-    }
-    if (state.assignment.outcome === "submitted") {
-      handOff();
-      return;
-    }
-    for (const url of state.assignment.item_urls) new Image().src = url; // preload
-    buildChoices();
-    const start = byId("start");
-    start.textContent = "Start";
-    start.disabled = false;
-    start.focus();
-  }
-
   byId("start").addEventListener("click", begin);
   byId("back").addEventListener("click", back);
   byId("review-back").addEventListener("click", back);
   byId("submit").addEventListener("click", submit);
   document.addEventListener("keydown", onKey);
-  load();
+  go("loading");
 })();

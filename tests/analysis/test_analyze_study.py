@@ -17,12 +17,12 @@ from PIL import Image
 from analysis.cli import main as analyze_study
 from analysis.stats import wilson_interval
 from testkit.servers import ADMIN_TOKEN, MTURK_TEST_SUBMIT_HOST, make_settings
-from testkit.studies import import_study, register_hits
+from testkit.studies import import_study, invite, register_hits
 from tests.fixtures.mturk import label_by_rule, records_by_image
 
 
-def _label_assignment(web, slug, by_image, *, worker, mturk=None):
-    body = {"worker_id": worker}
+def _label_assignment(web, slug, by_image, *, worker=None, code=None, mturk=None):
+    body = {"code": code} if code else {"worker_id": worker}
     if mturk:
         body["mturk"] = {
             "assignment_id": mturk,
@@ -35,7 +35,7 @@ def _label_assignment(web, slug, by_image, *, worker, mturk=None):
     ]
     labels = [label_by_rule(record) for record in shown]
     submit = {
-        "worker_id": worker,
+        **({"code": code} if code else {"worker_id": worker}),
         "labels": [{"position": p, "label": label} for p, label in enumerate(labels)],
     }
     if mturk:
@@ -45,18 +45,19 @@ def _label_assignment(web, slug, by_image, *, worker, mturk=None):
 
 
 def _fill(database_url, make_bundle, live_server_factory):
-    """36 images (30 adversarial, 6 catch) in 6 assignments: 4 done in the lab, 1 on MTurk
-    (never confirmed)."""
+    """36 images (30 adversarial, 6 catch) in 6 assignments: 4 done in the lab (invited), 1 on
+    MTurk (never confirmed)."""
     bundle = make_bundle(n_adversarial=30, n_catch=6)
     import_study(database_url, bundle, items_per_assignment=5)
     register_hits(database_url, "ours-fc", ["HITX"])
+    codes = invite(database_url, "ours-fc", 4)
     server = live_server_factory(make_settings(database_url))
     by_image = records_by_image(bundle)
     with server.client() as web:
         lab = [
             pair
-            for n in range(4)
-            for pair in _label_assignment(web, "ours-fc", by_image, worker=f"lab-{n}")
+            for code in codes
+            for pair in _label_assignment(web, "ours-fc", by_image, code=code)
         ]
         _label_assignment(web, "ours-fc", by_image, worker="AUNCONFIRMED", mturk="ASSIGNX")
         exports = {
@@ -116,7 +117,17 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
     assert hand["images"] == 20 and hand["catch"] == 4  # 4 lab assignments of 5 + 1 catch trial
 
     code, out, _ = _run(
-        capsys, ["--defense", "ours", "--format", "json", "--database-url", database_url]
+        capsys,
+        [
+            "--defense",
+            "ours",
+            "--source",
+            "all",
+            "--format",
+            "json",
+            "--database-url",
+            database_url,
+        ],
     )
     assert code == 0
     (result,) = json.loads(out)["results"]
@@ -146,7 +157,8 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
         path = tmp_path / f"labels.{fmt}"
         path.write_bytes(response.content)
         code, from_export, _ = _run(
-            capsys, ["--defense", "ours", "--format", "json", "--export", str(path)]
+            capsys,
+            ["--defense", "ours", "--source", "all", "--format", "json", "--export", str(path)],
         )
         assert code == 0
         if fmt == "json":
@@ -160,7 +172,8 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
 
     code, csv_text, _ = _run(
         capsys,
-        ["--defense", "ours", "--net", "fc", "--format", "csv", "--database-url", database_url],
+        ["--defense", "ours", "--net", "fc", "--source", "all", "--format", "csv"]
+        + ["--database-url", database_url],
     )
     header, overall = csv_text.splitlines()[:2]
     row = dict(zip(header.split(","), overall.split(","), strict=True))
@@ -169,7 +182,9 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
         hand["change"],
         100 * hand["change"] / 20,
     )
-    code, markdown, _ = _run(capsys, ["--defense", "ours", "--database-url", database_url])
+    code, markdown, _ = _run(
+        capsys, ["--defense", "ours", "--source", "all", "--database-url", database_url]
+    )
     assert (
         f"| FC | Ours | 20 | {100 * hand['change'] / 20:.2f} [" in markdown
         and "| 87.99 |" in markdown
@@ -205,6 +220,34 @@ def test_whose_labels_count_can_be_chosen(labeled_sqlite, capsys):
     assert code == 0 and json.loads(out)["results"][0]["change"]["total"] == 20
 
 
+def test_a_study_with_hits_counts_its_confirmed_mturk_work_by_default_and_says_so(
+    labeled_sqlite, capsys
+):
+    database_url, _, _ = labeled_sqlite
+    code, _, err = _run(capsys, ["--defense", "ours", "--database-url", database_url])
+    assert code == 2 and "6 MTurk submission not yet confirmed" in err
+    assert "24 lab (local-mode) label, left out" in err and "--source all" in err
+
+
+def test_a_study_without_hits_counts_its_invited_lab_work_by_default(
+    sqlite_database_url, make_bundle, live_server_factory, capsys
+):
+    bundle = make_bundle(n_adversarial=10)
+    import_study(sqlite_database_url, bundle, items_per_assignment=5)
+    server = live_server_factory(make_settings(sqlite_database_url))
+    with server.client() as web:
+        for code in invite(sqlite_database_url, "ours-fc", 2):
+            _label_assignment(web, "ours-fc", records_by_image(bundle), code=code)
+    code, out, _ = _run(
+        capsys, ["--defense", "ours", "--format", "json", "--database-url", sqlite_database_url]
+    )
+    document = json.loads(out)
+    assert code == 0 and document["source"] == "auto"
+    assert document["results"][0]["counted_source"] == "local"
+    assert document["results"][0]["labels_by_source"] == {"local": 10}
+    assert "invited lab (local-mode) submissions only (it has no HITs" in document["counted"]
+
+
 def test_empty_and_unknown_studies_are_clear_errors_and_all_skips_the_empty(
     labeled_sqlite, capsys, make_bundle, tmp_path
 ):
@@ -220,7 +263,8 @@ def test_empty_and_unknown_studies_are_clear_errors_and_all_skips_the_empty(
     assert code == 2 and "unknown study 'nope'" in err
     code, out, err = _run(
         capsys,
-        ["--all", "--plot", str(tmp_path / "fig" / "table2.png"), "--database-url", database_url],
+        ["--all", "--source", "all", "--plot", str(tmp_path / "fig" / "table2.png")]
+        + ["--database-url", database_url],
     )
     assert (
         code == 0
@@ -247,9 +291,8 @@ def test_bad_sources_of_labels_are_clear_errors(capsys, tmp_path):
 
 def test_the_database_road_carries_rho_for_the_psychometric_view(labeled_sqlite, capsys):
     database_url, lab, _ = labeled_sqlite
-    code, out, _ = _run(
-        capsys, ["--defense", "ours", "--format", "json", "--database-url", database_url]
-    )
+    argv = ["--defense", "ours", "--format", "json", "--source", "local"]
+    code, out, _ = _run(capsys, [*argv, "--database-url", database_url])
     (result,) = json.loads(out)["results"]
     rho = next(c for c in result["psychometric"] if c["variable"] == "rho")
     assert code == 0 and rho["labels_without_value"] == 0

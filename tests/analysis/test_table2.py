@@ -40,8 +40,9 @@ def study(rows, *, slug="s", defense="ours", network="fc") -> StudyLabels:
         (row(7, verification="unverified"), "all", False),
         (row(7, verification="flagged"), "all", False),
         (row(7, status="active"), "all", False),
-        (row(7, source="local", verification="not_applicable"), "all", True),
-        (row(7, source="local", verification="not_applicable"), "mturk", False),
+        (row(7, source="local", verification="invited"), "all", True),
+        (row(7, source="local", verification="invited"), "mturk", False),
+        (row(7, source="local", verification="not_applicable"), "all", False),  # uninvited
         (row(7), "local", False),
     ],
 )

@@ -198,3 +198,27 @@ def test_workers_who_took_part_are_excluded_from_the_studys_other_hits(
     with pytest.raises(Exception, match="does not meet qualification"):
         fake_mturk.fake.accept(hits[1], "AWORKER1")
     assert fake_mturk.fake.accept(hits[1], "AWORKER2")[0]
+
+
+def test_a_hold_longer_than_the_hits_assignment_duration_is_refused_at_publish(
+    sqlite_database_url, make_bundle, aws_env, capsys
+):
+    """The server's hold must end before MTurk takes the HIT back from the worker."""
+    from markets.mturk.cli import main as mturk
+    from tests.fixtures.mturk import cli_settings
+
+    url, fake = sqlite_database_url, aws_env
+    import_study(url, make_bundle(n_adversarial=10), items_per_assignment=5)
+    settings = cli_settings(url, fake, assignment_duration_s=600)
+    too_long = settings.model_copy(update={"allocation_timeout_s": 900})
+    assert mturk(["publish", "--study", "ours-fc"], too_long) == 2
+    err = capsys.readouterr().err
+    assert "ADVCRITIC_ALLOCATION_TIMEOUT_S (900 s)" in err and "(600 s)" in err
+    assert fake.fake.handle("ListHITs", {})["NumResults"] == 0  # nothing published
+    fitting = settings.model_copy(update={"allocation_timeout_s": 600})
+    assert mturk(["publish", "--study", "ours-fc"], fitting) == 0
+    session = session_for(url)
+    try:  # each HIT keeps its duration: the server caps every hold of that HIT by it
+        assert set(session.scalars(select(MTurkHit.assignment_duration_s))) == {600}
+    finally:
+        session.close()

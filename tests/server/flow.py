@@ -23,27 +23,50 @@ def mturk_accept(
     return client.post(f"/api/studies/{slug}/accept", json=body)
 
 
-def lab_accept(client: httpx.Client, slug: str, *, participant: str) -> httpx.Response:
-    return client.post(f"/api/studies/{slug}/accept", json={"worker_id": participant})
+def lab_accept(client: httpx.Client, slug: str, *, code: str) -> httpx.Response:
+    """A lab participant with an invitation code (testkit.studies.invite mints them)."""
+    return client.post(f"/api/studies/{slug}/accept", json={"code": code})
+
+
+def _who(worker: str | None, mturk_assignment: str | None, code: str | None) -> dict[str, Any]:
+    if code is not None:
+        return {"code": code}
+    return {"worker_id": worker, "mturk_assignment_id": mturk_assignment}
 
 
 def submit(
     client: httpx.Client,
     accepted: dict[str, Any],
     *,
-    worker: str,
     labels: list[int],
+    worker: str | None = None,
     mturk_assignment: str | None = None,
+    code: str | None = None,
     positions: list[int] | None = None,
 ) -> httpx.Response:
+    """Submit as an MTurk worker (`worker`, `mturk_assignment`) or a lab participant (`code`)."""
     positions = list(range(len(labels))) if positions is None else positions
     body: dict[str, Any] = {
-        "worker_id": worker,
+        **_who(worker, mturk_assignment, code),
         "labels": [
             {"position": p, "label": label, "response_ms": 800}
             for p, label in zip(positions, labels)
         ],
     }
-    if mturk_assignment is not None:
-        body["mturk_assignment_id"] = mturk_assignment
     return client.post(accepted["submit_url"], json=body)
+
+
+def save_label(
+    client: httpx.Client,
+    accepted: dict[str, Any],
+    position: int,
+    label: int,
+    *,
+    worker: str | None = None,
+    mturk_assignment: str | None = None,
+    code: str | None = None,
+    response_ms: int | None = 700,
+) -> httpx.Response:
+    """What the page sends as each label is given."""
+    body = {**_who(worker, mturk_assignment, code), "label": label, "response_ms": response_ms}
+    return client.put(f"{accepted['label_url_prefix']}{position}", json=body)

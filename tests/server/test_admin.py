@@ -6,7 +6,9 @@ import csv
 import io
 
 from contract.labels import EXPORT_COLUMNS
+from study_server.invitations import code_sha256
 from testkit.servers import ADMIN_TOKEN, make_settings
+from testkit.studies import invite
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -35,8 +37,9 @@ def test_progress_and_exports_match_what_was_labeled(live_server, study):
     with live_server.client() as client:
         first = mturk_accept(client, study.slug, worker="W1", assignment="A1").json()
         submit(client, first, worker="W1", mturk_assignment="A1", labels=[9, 8, 7, 6, 5])
-        second = lab_accept(client, study.slug, participant="lab-1").json()
-        submit(client, second, worker="lab-1", labels=[0, 0, 1, 1, 2])
+        (code,) = invite(live_server.settings.database_url, study.slug)
+        second = lab_accept(client, study.slug, code=code).json()
+        submit(client, second, code=code, labels=[0, 0, 1, 1, 2])
         mturk_accept(client, study.slug, worker="W3", assignment="A3")
         progress = client.get(f"/admin/studies/{study.slug}/progress", headers=AUTH).json()
         exported_csv = client.get(
@@ -51,7 +54,7 @@ def test_progress_and_exports_match_what_was_labeled(live_server, study):
         )
     assert progress["assignments"] == {"available": 0, "allocated": 1, "submitted": 2}
     assert progress["allocations"] == {"active": 1, "submitted": 2, "expired": 0}
-    assert progress["verification"] == {"unverified": 1, "not_applicable": 1}
+    assert progress["verification"] == {"unverified": 1, "invited": 1}
     assert (progress["labels"], progress["workers"], progress["stimuli"]) == (10, 3, 15)
     rows = list(csv.DictReader(io.StringIO(exported_csv.text)))
     assert exported_csv.headers["content-type"].startswith("text/csv")
@@ -59,7 +62,9 @@ def test_progress_and_exports_match_what_was_labeled(live_server, study):
     by_worker = {}
     for row in rows:
         by_worker.setdefault(row["worker_id"], []).append(int(row["label"]))
-    assert by_worker == {"W1": [9, 8, 7, 6, 5], "lab-1": [0, 0, 1, 1, 2]}
+    lab_worker = f"lab:{code_sha256(code)[:16]}"  # never the code itself
+    assert by_worker == {"W1": [9, 8, 7, 6, 5], lab_worker: [0, 0, 1, 1, 2]}
+    assert code not in exported_csv.text
     assert {row["worker_source"] for row in rows} == {"mturk", "local"}
     assert all(row["kind"] == "adversarial" and row["target"] != "" for row in rows)
     assert exported_json["study"]["slug"] == study.slug

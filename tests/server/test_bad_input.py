@@ -248,12 +248,12 @@ def _check_injection(live_server, study, evil: str) -> None:
                     "turkSubmitTo": evil,
                 },
             ),
-            client.get(f"/lab/{study.slug}/label", params={"participant": evil}),
+            client.get(f"/lab/{study.slug}", params={"code": evil}),
         ]
         api = [
             mturk_accept(client, study.slug, worker=evil, assignment="A1"),
             mturk_accept(client, study.slug, worker="W1", assignment=evil),
-            client.post(f"/api/studies/{study.slug}/accept", json={"worker_id": evil}),
+            client.post(f"/api/studies/{study.slug}/accept", json={"code": evil}),
         ]
         unknown_study = client.get(
             "/hit/" + evil.replace("/", ""), params={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"}

@@ -8,94 +8,25 @@ which the stand-in records. A page on an origin not in frame-ancestors cannot fr
 
 from __future__ import annotations
 
-import html
-import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import func, select
 
-from study_server.db.models import Allocation, AllocationStatus, Label
+from study_server.db.models import Allocation, AllocationStatus, Label, LabelDraft
 from testkit.databases import session_for
 from testkit.servers import make_settings
+from testkit.studies import import_study, invite
+from tests.server.browser import FakeMTurk, browser, run_fake_mturk, wait_for, watch
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-class FakeMTurk(ThreadingHTTPServer):
-    """Frames a URL (`/frame?src=...`) and records what is posted to /mturk/externalSubmit."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeMTurkHandler)
-        self.submissions: list[dict[str, list[str]]] = []
-        # Called as each submission arrives: what the study database holds at that moment.
-        self.on_submit: Callable[[], object] = lambda: None
-        self.seen_at_submit: list[object] = []
-        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FakeMTurkHandler(BaseHTTPRequestHandler):
-    server: FakeMTurk
-
-    def do_GET(self) -> None:
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-        src = html.escape(query.get("src", [""])[0], quote=True)
-        self._reply(
-            f'<!doctype html><title>MTurk</title><iframe id="hit" src="{src}" width="900" '
-            'height="800"></iframe>'
-        )
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", "0"))
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-        if self.path.startswith("/mturk/externalSubmit"):
-            self.server.seen_at_submit.append(self.server.on_submit())
-            self.server.submissions.append(form)
-        self._reply("<!doctype html><title>Submitted</title><p>HIT submitted</p>")
-
-    def _reply(self, body: str) -> None:
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("content-type", "text/html; charset=utf-8")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+__all__ = ["browser"]  # the module-wide Chromium fixture
 
 
 @pytest.fixture
 def fake_mturk() -> Iterator[FakeMTurk]:
-    server = FakeMTurk()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
+    yield from run_fake_mturk()
 
 
 def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
@@ -115,6 +46,7 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
         }
     )
     page = browser.new_page()
+    problems = watch(page)
     page.goto(f"{fake_mturk.origin}/frame?src={urllib.parse.quote(hit, safe='')}")
     frame = page.frame_locator("#hit")
     start = frame.locator("#start")
@@ -142,9 +74,10 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
     frame.locator("#review").wait_for(state="visible")
     page.screenshot(path=str(tmp_path / "review.png"))
     page.keyboard.press("Enter")
-    _wait_for(lambda: fake_mturk.submissions, page)
+    wait_for(lambda: fake_mturk.submissions, page)
     assert fake_mturk.submissions == [{"assignmentId": ["ASSIGN-B1"], "labelsStored": ["true"]}]
     assert fake_mturk.seen_at_submit == [5]  # the labels were stored before MTurk heard of it
+    problems.assert_clean()
     page.close()
     session = session_for(database_url)
     try:
@@ -164,16 +97,16 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
         session.close()
 
 
-def test_a_lab_participant_needs_only_the_keyboard(
+def test_a_lab_participant_with_a_printed_code_needs_only_the_keyboard(
     browser, sqlite_database_url, live_server_factory, small_bundle
 ):
-    from testkit.studies import import_study
-
     study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
+    (code,) = invite(sqlite_database_url, study.slug)
     server = live_server_factory(make_settings(sqlite_database_url))
     page = browser.new_page()
+    problems = watch(page)
     page.goto(f"{server.url}/lab/{study.slug}")
-    page.keyboard.type("lab-42")
+    page.keyboard.type(code.lower().replace("-", " "))  # typed as it comes, read all the same
     page.keyboard.press("Enter")
     page.locator("#start:enabled").wait_for()
     page.keyboard.press("Enter")
@@ -183,6 +116,7 @@ def test_a_lab_participant_needs_only_the_keyboard(
     page.keyboard.press("Enter")
     page.locator("#done").wait_for(state="visible")
     assert "saved" in page.locator("#done-text").inner_text()
+    problems.assert_clean()  # no console error: the code form's pattern compiles, no 404s
     page.close()
     session = session_for(sqlite_database_url)
     try:
@@ -194,11 +128,105 @@ def test_a_lab_participant_needs_only_the_keyboard(
         session.close()
 
 
+def test_the_code_forms_pattern_is_checked_by_the_browser(
+    browser, sqlite_database_url, live_server_factory, small_bundle
+):
+    """Chromium compiles `pattern` with the v flag; a pattern it rejects is never checked."""
+    study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
+    server = live_server_factory(make_settings(sqlite_database_url))
+    page = browser.new_page()
+    problems = watch(page)
+    page.goto(f"{server.url}/lab/{study.slug}")
+    field = page.locator("#code")
+    field.fill("not a code!")
+    assert field.evaluate("input => input.validity.patternMismatch") is True
+    field.fill("K7QM-3XHD-9PRA")
+    assert field.evaluate("input => input.validity.valid") is True
+    problems.assert_clean()
+    page.close()
+
+
+def test_an_unknown_or_spent_code_is_refused_with_a_reason(
+    browser, sqlite_database_url, live_server_factory, small_bundle
+):
+    study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
+    server = live_server_factory(make_settings(sqlite_database_url))
+    page = browser.new_page()
+    problems = watch(page, r"HTTP 403: GET .*/lab/", r"status of 403")
+    page.goto(f"{server.url}/lab/{study.slug}?code=ABCD-EFGH-JKMN")
+    assert "not valid for this study" in page.locator(".error").inner_text()
+    problems.assert_clean()
+    page.close()
+
+
+def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factory, make_bundle):
+    """Label 10 of 12, reload: the page resumes at the 11th image with the first 10 answers
+    and their response times; after finishing, exactly the assignment's labels are stored."""
+    study = import_study(
+        sqlite_database_url, make_bundle(n_adversarial=24), items_per_assignment=12
+    )
+    (code,) = invite(sqlite_database_url, study.slug)
+    server = live_server_factory(make_settings(sqlite_database_url))
+    page = browser.new_page()
+    problems = watch(page)
+    page.goto(f"{server.url}/lab/{study.slug}?code={code}")
+    page.locator("#start:enabled").click()
+    typed = "3141592653"
+    for key in typed:
+        page.keyboard.press(key)
+    assert page.locator("#current").inner_text() == "11"
+    wait_for(lambda: _drafts(sqlite_database_url)[0] == 10, page)
+    _, before = _drafts(sqlite_database_url)
+    page.reload()
+    start = page.locator("#start:enabled")
+    start.wait_for()
+    assert start.inner_text() == "Continue with image 11"
+    start.click()
+    assert page.locator("#current").inner_text() == "11"
+    assert page.locator("#progress").evaluate("p => p.value") == 10
+    page.keyboard.press("Backspace")  # the 10th answer is there, as given before the reload
+    assert page.locator("#choices button.chosen").inner_text() == typed[9]
+    page.keyboard.press(typed[9])
+    page.keyboard.press("5")
+    page.keyboard.press("8")
+    page.locator("#review").wait_for(state="visible")
+    page.keyboard.press("Enter")
+    page.locator("#done").wait_for(state="visible")
+    problems.assert_clean()
+    page.close()
+    session = session_for(sqlite_database_url)
+    try:
+        stored = session.execute(
+            select(Label.position, Label.label, Label.response_ms).order_by(Label.position)
+        ).all()
+        assert [(p, label) for p, label, _ in stored] == list(
+            enumerate([int(k) for k in typed + "58"])
+        )
+        # the first ten, label and response time, exactly as saved before the reload
+        assert [tuple(row) for row in stored[:9]] == before[:9]
+        assert stored[9][:2] == before[9][:2]  # answered again after Back: same label
+        assert session.scalar(select(func.count()).select_from(LabelDraft)) == 0
+        assert session.scalar(select(Allocation.status)) == AllocationStatus.submitted
+    finally:
+        session.close()
+
+
+def _drafts(url: str) -> tuple[int, list[tuple[int, int, int]]]:
+    session = session_for(url)
+    try:
+        rows = session.execute(
+            select(LabelDraft.position, LabelDraft.label, LabelDraft.response_ms).order_by(
+                LabelDraft.position
+            )
+        ).all()
+        return len(rows), [tuple(row) for row in rows]
+    finally:
+        session.close()
+
+
 def test_a_site_not_in_frame_ancestors_cannot_frame_the_page(
     browser, sqlite_database_url, live_server_factory, small_bundle, fake_mturk
 ):
-    from testkit.studies import import_study
-
     study = import_study(sqlite_database_url, small_bundle, items_per_assignment=5)
     server = live_server_factory(
         make_settings(sqlite_database_url)
@@ -209,17 +237,16 @@ def test_a_site_not_in_frame_ancestors_cannot_frame_the_page(
         "console",
         lambda message: refused.append(message.text) if "frame-ancestors" in message.text else None,
     )
+    problems = watch(page, "frame-ancestors", r"chrome-error://", "ERR_BLOCKED_BY_RESPONSE")
     page.goto(
         f"{fake_mturk.origin}/frame?src="
         + urllib.parse.quote(f"{server.url}/lab/{study.slug}", safe="")
     )
     page.wait_for_timeout(1000)
     framed = page.frames[1]
-    assert (
-        framed.url != f"{server.url}/lab/{study.slug}"
-        or framed.locator("#participant").count() == 0
-    )
+    assert framed.url != f"{server.url}/lab/{study.slug}" or framed.locator("#code").count() == 0
     assert refused, "Chromium should report the frame-ancestors refusal"
+    problems.assert_clean()  # and nothing else went wrong
     page.close()
 
 
@@ -229,12 +256,3 @@ def _label_count(url: str) -> int:
         return session.scalar(select(func.count()).select_from(Label))
     finally:
         session.close()
-
-
-def _wait_for(condition, page, timeout_ms: int = 15_000) -> None:
-    waited = 0
-    while not condition():
-        if waited >= timeout_ms:
-            raise AssertionError("timed out waiting for the MTurk submission")
-        page.wait_for_timeout(100)
-        waited += 100

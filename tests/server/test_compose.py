@@ -4,6 +4,8 @@ schema), and its migrate and serve commands run for real against the local Postg
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -42,7 +44,7 @@ def test_the_compose_file_follows_the_compose_specification(compose):
 
 def test_services_start_in_order_db_healthy_then_migrations_then_server(compose):
     services = compose["services"]
-    assert set(services) == {"db", "migrate", "server"}
+    assert set(services) == {"db", "migrate", "server", "proxy"}
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert services["server"]["depends_on"] == {
@@ -60,6 +62,25 @@ def test_services_start_in_order_db_healthy_then_migrations_then_server(compose)
         assert set(services[service]["environment"]) <= settings_fields, (
             "every variable must be a setting"
         )
+
+
+def test_only_the_https_proxy_is_published_and_the_server_trusts_only_it(compose):
+    services = compose["services"]
+    server, proxy = services["server"], services["proxy"]
+    assert "ports" not in server and server["expose"] == ["8000"]  # reachable via the proxy only
+    assert {p.split(":")[0] for p in proxy["ports"]} == {"80", "443"}
+    assert proxy["image"].startswith("caddy:2")
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["depends_on"] == {"server": {"condition": "service_healthy"}}
+    proxy_address = proxy["networks"]["default"]["ipv4_address"]
+    assert json.loads(server["environment"]["ADVCRITIC_TRUSTED_PROXIES"]) == [proxy_address]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    environment = server["environment"]
+    assert environment["ADVCRITIC_PUBLIC_URL"] == "https://${ADVCRITIC_DOMAIN:-localhost}"
+    assert environment["ADVCRITIC_LOCAL_MODE"] == "${ADVCRITIC_LOCAL_MODE:-false}"  # lab mode off
+    assert proxy["environment"]["ADVCRITIC_DOMAIN"] == "${ADVCRITIC_DOMAIN:-localhost}"
+    assert "--no-access-log" in server["command"]  # client addresses are not logged
 
 
 def test_the_image_installs_the_server_without_pytorch():
@@ -94,6 +115,12 @@ def _command(argv: list[str], **replace: str) -> list[str]:
 
 
 @pytest.mark.postgres
+def test_the_trusted_proxies_variable_reads_as_the_settings_read_it(compose, monkeypatch):
+    value = compose["services"]["server"]["environment"]["ADVCRITIC_TRUSTED_PROXIES"]
+    monkeypatch.setenv("ADVCRITIC_TRUSTED_PROXIES", value)
+    assert Settings().trusted_proxies == ["172.30.0.10"]
+
+
 def test_the_compose_migrate_and_serve_commands_work_against_postgresql(compose, database_factory):
     url = database_factory.empty_postgres()
     env = {**os.environ, "DATABASE_URL": url}

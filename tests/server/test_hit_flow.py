@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
+from study_server.allocation import AllocationPolicy
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -14,12 +15,12 @@ from study_server.db.models import (
     Label,
     Stimulus,
     Verification,
-    WorkerSource,
 )
-from study_server.operations import WorkerRef, accept
+from study_server.invitations import find_invite
+from study_server.operations import Claimant, WorkerRef, accept
 from testkit.databases import session_for
 from testkit.servers import MTURK_TEST_SUBMIT_HOST
-from testkit.studies import import_study
+from testkit.studies import import_study, invite
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 
@@ -59,12 +60,11 @@ def test_the_instructions_give_the_number_of_images_people_will_really_see(
     """10 images in assignments of 5, one catch trial dealt on top: one has 5 items, one 6."""
     preview = {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "HIT0"}
     import_study(database_url, make_bundle(n_adversarial=10, n_catch=1), slug="uneven")
+    codes = invite(database_url, "uneven", 2)
     with live_server.client() as client:
         even = client.get(_hit_url(study.slug, **preview)).text
         uneven = client.get(_hit_url("uneven", **preview)).text
-        sizes = [
-            lab_accept(client, "uneven", participant=f"P{n}").json()["num_items"] for n in range(2)
-        ]
+        sizes = [lab_accept(client, "uneven", code=code).json()["num_items"] for code in codes]
     assert "Label 5 images" in even and "You will see 5 small images" in even
     assert "Label 5\u20136 images" in uneven and "You will see 5\u20136 small images" in uneven
     assert sorted(sizes) == [5, 6]
@@ -156,21 +156,21 @@ def test_each_worker_gets_a_different_assignment_until_none_is_left(live_server,
 
 
 def test_the_lab_mode_needs_no_mturk(live_server, study):
+    (code,) = invite(live_server.settings.database_url, study.slug)
     with live_server.client() as client:
         start = client.get(f"/lab/{study.slug}")
-        assert start.status_code == 200 and "participant code" in start.text
-        page = client.get(f"/lab/{study.slug}/label", params={"participant": "lab-007"})
+        assert start.status_code == 200 and "invitation code" in start.text
+        page = client.get(f"/lab/{study.slug}", params={"code": code})
         assert page.status_code == 200 and '"mode": "local"' in page.text
-        accepted = lab_accept(client, study.slug, participant="lab-007").json()
+        accepted = lab_accept(client, study.slug, code=code).json()
         assert (
-            submit(client, accepted, worker="lab-007", labels=[0, 1, 2, 3, 4]).json()["status"]
-            == "stored"
+            submit(client, accepted, code=code, labels=[0, 1, 2, 3, 4]).json()["status"] == "stored"
         )
     session = session_for(live_server.settings.database_url)
     try:
         allocation = session.scalar(select(Allocation))
         assert (
-            allocation.verification == Verification.not_applicable
+            allocation.verification == Verification.invited
             and allocation.mturk_assignment_id is None
         )
     finally:
@@ -179,18 +179,21 @@ def test_the_lab_mode_needs_no_mturk(live_server, study):
 
 def test_an_abandoned_allocation_times_out_and_goes_back_to_the_pool(database_url, study):
     now = datetime.now(timezone.utc)
-    timeout = timedelta(minutes=45)
+    timeout = timedelta(minutes=20)
+    codes = dict(zip(["p0", "p1", "p2", "p-late"], invite(database_url, study.slug, 4)))
 
-    def take(worker: str, at: datetime):
+    def take(participant: str, at: datetime):
         session = session_for(database_url)
         try:
+            found = find_invite(session, codes[participant])
+            session.rollback()  # the accept opens its own (write) transaction
             return accept(
                 session=session,
                 study_slug=study.slug,
-                worker=WorkerRef(WorkerSource.local, worker),
-                mturk=None,
+                claimant=Claimant(WorkerRef.of_invite(found)),
                 now=at,
-                timeout=timeout,
+                policy=AllocationPolicy(timeout=timeout),
+                invite=found,
             )
         finally:
             session.close()

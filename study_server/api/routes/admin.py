@@ -11,7 +11,7 @@ from sqlalchemy import select
 from study_server.api.deps import AdminDep, SessionDep
 from study_server.db.models import Study
 from study_server.errors import StudyError
-from study_server.export import label_rows, study_meta, to_csv
+from study_server.export import label_rows, study_markets, study_meta, to_csv
 from study_server.operations import StudyProgress, study_progress
 from study_server.slug import Slug
 
@@ -39,13 +39,14 @@ def export(
 ) -> Response:
     try:
         study, rows = label_rows(session=session, study_slug=slug)
+        markets = study_markets(session, study)
     except StudyError as error:
         raise HTTPException(error.status, error.reason) from error
     disposition = {"Content-Disposition": f'attachment; filename="{study.slug}-labels.{format}"'}
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers=disposition)
     return Response(
-        json.dumps({"study": study_meta(study), "labels": rows}, indent=1),
+        json.dumps({"study": study_meta(study, markets=markets), "labels": rows}, indent=1),
         media_type="application/json",
         headers=disposition,
     )

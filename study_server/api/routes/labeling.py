@@ -8,32 +8,39 @@ audit of events; nothing else is stored by a refused request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sqlalchemy.orm import Session
 
+from study_server.allocation import AllocationPolicy
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.schemas import (
     MAX_ITEMS,
     AcceptRequest,
     AcceptResponse,
+    SavedLabel,
+    SaveLabelRequest,
+    SaveLabelResponse,
     SubmitRequest,
     SubmitResponse,
 )
 from study_server.db.models import WorkerSource
 from study_server.db.store import record_event
-from study_server.errors import NotFoundError, StudyError
+from study_server.errors import ForbiddenError, NotFoundError, StudyError
+from study_server.invitations import LabInvite, find_invite
 from study_server.links import normalized_submit_host
 from study_server.operations import (
     Accepted,
+    Claimant,
     LabelInput,
     MTurkContext,
     Submitted,
     WorkerRef,
     accept,
     item_image,
+    save_label,
     submit,
 )
 from study_server.slug import Slug
@@ -41,6 +48,7 @@ from study_server.slug import Slug
 router = APIRouter(prefix="/api", tags=["labeling"])
 
 PublicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Position = Annotated[int, Path(ge=0, lt=MAX_ITEMS)]
 T = TypeVar("T")
 
 
@@ -65,9 +73,28 @@ def _audited(
                 detail={"action": action, "status": error.status, "reason": error.reason, **detail},
             )
             session.commit()
-            raise HTTPException(error.status, error.reason) from error
+            raise HTTPException(error.status, error.reason, headers=error.headers) from error
 
     return run
+
+
+def _invite(session: Session, code: str) -> LabInvite:
+    """The invitation a code names; an unknown code is refused before anything else. The
+    read ends here (invitations never change), so the operation can begin its write."""
+    invite = find_invite(session, code)
+    session.rollback()
+    if invite is None:
+        raise ForbiddenError("this invitation code is not valid; check the link you were given")
+    return invite
+
+
+def _person(
+    session: Session, body: SubmitRequest | SaveLabelRequest
+) -> tuple[WorkerRef, str | None]:
+    if body.code is not None:
+        return WorkerRef.of_invite(_invite(session, body.code)), None
+    assert body.worker_id is not None
+    return WorkerRef(WorkerSource.mturk, body.worker_id), body.mturk_assignment_id
 
 
 @router.post("/studies/{slug}/accept", name="accept", response_model=AcceptResponse)
@@ -77,48 +104,58 @@ async def accept_assignment(
     body: AcceptRequest,
     settings: SettingsDep,
 ) -> AcceptResponse:
-    source = WorkerSource.mturk if body.mturk else WorkerSource.local
-    worker = WorkerRef(source=source, external_id=body.worker_id)
+    address = getattr(request.state, "client_address", None)
+    audited_worker = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
 
     def work(session: Session) -> Accepted:
+        invite = None
         mturk = None
-        if body.mturk is not None:
+        if body.mturk is not None and body.worker_id is not None:
+            worker = WorkerRef(WorkerSource.mturk, body.worker_id)
             mturk = MTurkContext(
                 assignment_id=body.mturk.assignment_id,
                 hit_id=body.mturk.hit_id,
                 turk_submit_to=normalized_submit_host(settings, body.mturk.turk_submit_to),
             )
-        elif not settings.local_mode:
-            raise NotFoundError("the lab mode is off on this server; open the task from MTurk")
+        else:
+            if not settings.local_mode:
+                raise NotFoundError("the lab mode is off on this server; open the task from MTurk")
+            assert body.code is not None
+            invite = _invite(session, body.code)
+            worker = WorkerRef.of_invite(invite)
         return accept(
             session=session,
             study_slug=slug,
-            worker=worker,
-            mturk=mturk,
+            claimant=Claimant(worker=worker, mturk=mturk, address=address),
             now=_now(),
-            timeout=timedelta(seconds=settings.allocation_timeout_s),
+            policy=AllocationPolicy.from_settings(settings),
+            invite=invite,
         )
 
-    accepted = await in_session(request, _audited("accept", worker, {"study": slug}, work))
+    accepted = await in_session(request, _audited("accept", audited_worker, {"study": slug}, work))
     public_id = accepted.assignment_public_id
     request.app.state.item_images.remember(public_id, accepted.item_images, accepted.expires_at)
     # url_for once (it is slow), then the positions: ".../items/0" -> ".../items/<n>"
     items_prefix = request.url_for("item_image", public_id=public_id, position="0").path[:-1]
+    labels_prefix = request.url_for("save_label", public_id=public_id, position="0").path[:-1]
     return AcceptResponse(
         outcome=accepted.outcome.value,
         assignment=public_id,
         num_items=accepted.num_items,
         class_names=accepted.class_names,
         item_urls=[f"{items_prefix}{position}" for position in range(accepted.num_items)],
+        label_url_prefix=labels_prefix,
         submit_url=request.url_for("submit_labels", public_id=public_id).path,
         expires_at=accepted.expires_at,
+        labels=[
+            SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms)
+            for i in accepted.saved
+        ],
     )
 
 
 @router.get("/assignments/{public_id}/items/{position}", name="item_image")
-async def get_item_image(
-    request: Request, public_id: PublicId, position: Annotated[int, Path(ge=0, lt=MAX_ITEMS)]
-) -> Response:
+async def get_item_image(request: Request, public_id: PublicId, position: Position) -> Response:
     def work(session: Session) -> bytes:
         try:
             return item_image(session=session, assignment_public_id=public_id, position=position)
@@ -133,25 +170,54 @@ async def get_item_image(
     )
 
 
+@router.put(
+    "/assignments/{public_id}/labels/{position}",
+    name="save_label",
+    response_model=SaveLabelResponse,
+)
+async def put_label(
+    request: Request, public_id: PublicId, position: Position, body: SaveLabelRequest
+) -> SaveLabelResponse:
+    """One label as the person gives it, kept until the submission (a reload resumes)."""
+    audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
+
+    def work(session: Session) -> None:
+        worker, mturk_assignment_id = _person(session, body)
+        save_label(
+            session=session,
+            assignment_public_id=public_id,
+            worker=worker,
+            mturk_assignment_id=mturk_assignment_id,
+            item=LabelInput(position, body.label, body.response_ms),
+            now=_now(),
+        )
+
+    await in_session(
+        request,
+        _audited("save_label", audited, {"assignment": public_id, "position": position}, work),
+    )
+    return SaveLabelResponse(status="saved")
+
+
 @router.post("/assignments/{public_id}/submit", name="submit_labels", response_model=SubmitResponse)
 async def submit_labels(
     request: Request, public_id: PublicId, body: SubmitRequest
 ) -> SubmitResponse:
-    source = WorkerSource.mturk if body.mturk_assignment_id else WorkerSource.local
-    worker = WorkerRef(source=source, external_id=body.worker_id)
+    audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
     labels = [LabelInput(item.position, item.label, item.response_ms) for item in body.labels]
 
     def work(session: Session) -> Submitted:
+        worker, mturk_assignment_id = _person(session, body)
         return submit(
             session=session,
             assignment_public_id=public_id,
             worker=worker,
-            mturk_assignment_id=body.mturk_assignment_id,
+            mturk_assignment_id=mturk_assignment_id,
             labels=labels,
             now=_now(),
         )
 
-    result = await in_session(request, _audited("submit", worker, {"assignment": public_id}, work))
+    result = await in_session(request, _audited("submit", audited, {"assignment": public_id}, work))
     return SubmitResponse(
         status="already_submitted" if result.already_submitted else "stored",
         labels=result.num_labels,

@@ -1,6 +1,7 @@
 """The HTML pages: MTurk's HIT page (ExternalQuestion) and the lab link.
 
-`/hit/{slug}` is what an ExternalQuestion points at. MTurk appends `assignmentId`, `hitId`,
+`/hit/{slug}` is what an ExternalQuestion points at; `/lab/{slug}?code=...` is the lab link of
+an invitation (study_server/invitations.py). MTurk appends `assignmentId`, `hitId`,
 `workerId` and `turkSubmitTo`; in preview the assignmentId is `ASSIGNMENT_ID_NOT_AVAILABLE`
 and the page shows only instructions and an example that is not a study image. After
 accept the page is the labeling app; it allocates through the JSON API and, once the
@@ -19,19 +20,32 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.schemas import ID_PATTERN
-from study_server.db.store import find_study
-from study_server.errors import InvalidInputError, NotFoundError, StudyError
+from study_server.db.models import Study
+from study_server.db.store import find_study, record_event
+from study_server.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    StudyError,
+)
+from study_server.invitations import CODE_PATTERN, find_invite, is_spent
 from study_server.links import normalized_submit_host
 from study_server.operations import assignment_size_range
 from study_server.slug import Slug, is_slug
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
+# The code form's `pattern`: browsers compile it with the `v` flag, where a bare "-" in a
+# class is a syntax error (the browser then skips the check); escaped, it is valid.
+LAB_CODE_HTML_PATTERN = r"[A-Za-z0-9 \-]{4,64}"
+FAVICON = Path(__file__).resolve().parents[2] / "static" / "favicon.ico"
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 # The templates ship with the package: no stat() of the template file on every render.
 templates.env.auto_reload = False
@@ -154,41 +168,62 @@ async def hit_page(
 
 
 @router.get("/lab/{slug}", response_class=HTMLResponse)
-async def lab_start(request: Request, slug: Slug, settings: SettingsDep) -> HTMLResponse:
-    try:
-        if not settings.local_mode:
-            raise NotFoundError("the lab mode is off on this server")
-        study = await _study(request, slug)
-        return templates.TemplateResponse(
-            request,
-            "lab_start.html",
-            {
-                "title": "Label images",
-                "slug": study.slug,
-                "noun": _noun(study.class_names),
-                "items_text": study.items_text,
-                "pattern": ID_PATTERN[1:-1],
-            },
-        )
-    except StudyError as error:
-        return _message(request, error)
-
-
-@router.get("/lab/{slug}/label", response_class=HTMLResponse)
-async def lab_label(
-    request: Request,
-    slug: Slug,
-    settings: SettingsDep,
-    participant: QueryText = None,
+async def lab_start(
+    request: Request, slug: Slug, settings: SettingsDep, code: QueryText = None
 ) -> HTMLResponse:
+    """The lab link: `/lab/<study>?code=<invitation code>` opens the labeling page; without a
+    code, a form to type the one on a printed invitation. Any other code is refused."""
     try:
         if not settings.local_mode:
             raise NotFoundError("the lab mode is off on this server")
         study = await _study(request, slug)
-        return _label_page(
-            request,
-            study=study,
-            config={"mode": "local", "workerId": _check_id("participant code", participant)},
-        )
+        if code is None:
+            return templates.TemplateResponse(
+                request,
+                "lab_start.html",
+                {
+                    "title": "Label images",
+                    "slug": study.slug,
+                    "noun": _noun(study.class_names),
+                    "items_text": study.items_text,
+                    "pattern": LAB_CODE_HTML_PATTERN,
+                },
+            )
+        if not re.fullmatch(CODE_PATTERN, code):
+            raise InvalidInputError("this is not an invitation code (letters, digits and '-')")
+        await in_session(request, lambda session: _check_invitation(session, study, code))
+        return _label_page(request, study=study, config={"mode": "local", "code": code})
     except StudyError as error:
         return _message(request, error)
+
+
+def _check_invitation(session: Session, study: StudyPage, code: str) -> None:
+    """Refuse an unknown or spent code (with an audit row), or return having stored nothing."""
+    invite = find_invite(session, code)
+    problem: StudyError | None = None
+    study_id = session.scalar(select(Study.id).where(Study.slug == study.slug))
+    if invite is None or invite.study_id != study_id:
+        problem = ForbiddenError(
+            "this invitation code is not valid for this study; check the link you were given"
+        )
+    elif is_spent(session, invite):
+        problem = ConflictError(
+            "this invitation code has already been used to complete the study; thank you"
+        )
+    if problem is not None:
+        record_event(
+            session,
+            kind="refused",
+            study_id=study_id,
+            worker=invite.worker_id if invite else None,
+            detail={"action": "lab_page", "status": problem.status, "reason": problem.reason},
+        )
+        session.commit()
+        raise problem
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    return FileResponse(
+        FAVICON, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
+    )

@@ -1,0 +1,378 @@
+"""Who gets which images: every rule of allocation, in one place.
+
+A *claim* is one accept: an MTurk worker opening the HIT page (workerId, assignmentId and
+hitId as MTurk appended them to the URL), or a lab participant with an invitation code.
+MTurk signs none of those ids, so the server cannot tell a forged claim from a real one
+when it arrives; `mturk sync` tells later. The rules below make forging pointless and
+harmless instead (the threat model is in docs/deployment.md):
+
+1. **One hold per worker and study** (schema): a worker who holds an assignment gets it again
+   (a reload, a returned HIT accepted anew); one who submitted gets nothing more.
+2. **A short hold that never grows**: an allocation expires `timeout` after the accept, and
+   never later than the HIT's MTurk assignment duration; coming back does not extend it.
+   Expired holds go back to the pool at the next accept.
+3. **Per address**: one source address holds at most `holds_per_address` active MTurk holds
+   of a study (`lab_holds_per_address` for invitations); past that, 429 with Retry-After.
+4. **Per HIT**: a HIT id draws at most `assignments_per_hit` different assignments from the
+   pool at once. On MTurk a HIT (MaxAssignments=1) has at most one worker at a time, so
+   among several claims of one HIT at most one is that worker; the others returned it, or
+   are forged.
+5. **Real workers are served beyond the pool**: when a claim cannot draw from the pool (it
+   is empty, or the HIT drew its share), it *shares* the images of a claim that cannot all
+   be real: one of the same HIT, or, if its HIT holds nothing, one of a HIT that drew more
+   than one assignment (by rule 4, all but one of those are returned or forged). Of the
+   candidates it takes the assignment with the fewest claims, then the oldest. So forged
+   claims can never leave a worker who really accepted a HIT without images: whatever they
+   hold, that worker labels alongside them, and `mturk sync` later counts the one MTurk
+   confirms. A hold is shared only once it is `share_after` old; a claim arriving sooner
+   waits (409 with Retry-After; the HIT page retries by itself).
+6. **Flagged work goes back**: a submission that `mturk sync` flags or that the requester
+   rejects stops counting, keeps its labels (excluded, with the reason) and its assignment
+   returns to the pool unless another claim holds or submitted it (`release_flagged`).
+7. **One counted submission per assignment** (schema): if MTurk confirms two submissions of
+   the same images, the earlier counted one stays and the later one is flagged as a duplicate.
+
+Lab claims (invitations) draw only from the pool and are never shared: the invitation is
+the credential. Every write runs in one transaction that the caller opened with
+`begin_write`; on PostgreSQL the rows that decide are locked (`FOR UPDATE`, `SKIP LOCKED`
+to pick a free assignment, the HIT row to serialise claims of one HIT), on SQLite
+`BEGIN IMMEDIATE` serialises writers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from study_server.db.models import (
+    COUNTED_VERIFICATIONS,
+    Allocation,
+    AllocationStatus,
+    Assignment,
+    AssignmentStatus,
+    MTurkHit,
+    Verification,
+    Worker,
+    WorkerSource,
+)
+from study_server.db.store import record_event
+from study_server.errors import ConflictError, LimitReached, NotFoundError
+
+if TYPE_CHECKING:
+    from study_server.settings import Settings
+
+TAKEN = "every assignment of this study is taken or done; thank you for your interest"
+
+
+@dataclass(frozen=True)
+class AllocationPolicy:
+    """The limits of rules 2-5, from settings (`AllocationPolicy.from_settings`)."""
+
+    timeout: timedelta
+    holds_per_address: int = 3
+    lab_holds_per_address: int = 0
+    assignments_per_hit: int = 3
+    share_after: timedelta = timedelta(seconds=60)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AllocationPolicy:
+        limits = settings.limits
+        return cls(
+            timeout=timedelta(seconds=settings.allocation_timeout_s),
+            holds_per_address=limits.holds_per_address,
+            lab_holds_per_address=limits.lab_holds_per_address,
+            assignments_per_hit=limits.assignments_per_hit,
+            share_after=timedelta(seconds=limits.share_after_s),
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    assignment: Assignment
+    shared: bool
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def _live(now: datetime):  # noqa: ANN202 - a SQL condition
+    """Claims that hold their images: active and in time, or submitted and not flagged."""
+    return or_(
+        and_(Allocation.status == AllocationStatus.active, Allocation.expires_at >= now),
+        and_(
+            Allocation.status == AllocationStatus.submitted,
+            Allocation.verification != Verification.flagged,
+        ),
+    )
+
+
+def hold_deadline(hit: MTurkHit | None, *, now: datetime, policy: AllocationPolicy) -> datetime:
+    """Rule 2: `timeout`, and never past the HIT's MTurk assignment duration."""
+    hold = policy.timeout
+    if hit is not None and hit.assignment_duration_s:
+        hold = min(hold, timedelta(seconds=hit.assignment_duration_s))
+    return now + hold
+
+
+def check_address(
+    session: Session,
+    *,
+    study_id: int,
+    address: str | None,
+    lab: bool,
+    now: datetime,
+    policy: AllocationPolicy,
+) -> None:
+    """Rule 3: refuse a new hold from an address that already holds its share."""
+    limit = policy.lab_holds_per_address if lab else policy.holds_per_address
+    if address is None or limit == 0:
+        return
+    source = WorkerSource.local if lab else WorkerSource.mturk
+    deadlines = session.scalars(
+        select(Allocation.expires_at)
+        .join(Worker, Worker.id == Allocation.worker_id)
+        .where(
+            Allocation.study_id == study_id,
+            Allocation.source_address == address,
+            Allocation.status == AllocationStatus.active,
+            Allocation.expires_at >= now,
+            Worker.source == source,
+        )
+    ).all()
+    if len(deadlines) >= limit:
+        wait = _seconds_until(min(deadlines), now)
+        raise LimitReached(
+            f"{len(deadlines)} people from your network are working on this study already "
+            f"(at most {limit} at once); try again in {wait} s",
+            retry_after=wait,
+        )
+
+
+def choose_assignment(
+    session: Session,
+    *,
+    study_id: int,
+    hit_id: str | None,
+    now: datetime,
+    policy: AllocationPolicy,
+) -> Choice:
+    """Rules 4 and 5: a fresh assignment from the pool, or one to share."""
+    if hit_id is None:  # a lab claim: the pool only
+        fresh = _from_pool(session, study_id)
+        if fresh is None:
+            raise ConflictError(TAKEN)
+        return Choice(fresh, shared=False)
+    drawn = _drawn_by_hit(session, study_id=study_id, hit_id=hit_id, now=now)
+    if len(drawn) < policy.assignments_per_hit:
+        fresh = _from_pool(session, study_id)
+        if fresh is not None:
+            return Choice(fresh, shared=False)
+    candidates = drawn or _drawn_by_crowded_hits(session, study_id=study_id, now=now)
+    if not candidates:
+        raise ConflictError(TAKEN)
+    claims = _claims_on(session, candidates, now=now)
+    ready = {
+        a: (n, oldest) for a, (n, oldest) in claims.items() if oldest <= now - policy.share_after
+    }
+    if not ready:
+        wait = _seconds_until(
+            min(oldest for _, oldest in claims.values()) + policy.share_after, now
+        )
+        raise ConflictError(
+            f"every assignment of this study is taken right now; try again in {wait} s",
+            retry_after=wait,
+        )
+    chosen = min(ready, key=lambda a: (ready[a][0], ready[a][1], a))
+    assignment = session.scalar(select(Assignment).where(Assignment.id == chosen).with_for_update())
+    assert assignment is not None
+    return Choice(assignment, shared=True)
+
+
+def _from_pool(session: Session, study_id: int) -> Assignment | None:
+    return session.scalar(
+        select(Assignment)
+        .where(Assignment.study_id == study_id, Assignment.status == AssignmentStatus.available)
+        .order_by(Assignment.ordinal)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _drawn_by_hit(session: Session, *, study_id: int, hit_id: str, now: datetime) -> list[int]:
+    return list(
+        session.scalars(
+            select(Allocation.assignment_id)
+            .where(Allocation.study_id == study_id, Allocation.hit_id == hit_id, _live(now))
+            .distinct()
+        )
+    )
+
+
+def _drawn_by_crowded_hits(session: Session, *, study_id: int, now: datetime) -> list[int]:
+    """Assignments held through HITs that drew more than one (all but one not the HIT's worker)."""
+    crowded = (
+        select(Allocation.hit_id)
+        .where(Allocation.study_id == study_id, Allocation.hit_id.is_not(None), _live(now))
+        .group_by(Allocation.hit_id)
+        .having(func.count(func.distinct(Allocation.assignment_id)) > 1)
+    )
+    return list(
+        session.scalars(
+            select(Allocation.assignment_id)
+            .where(Allocation.study_id == study_id, Allocation.hit_id.in_(crowded), _live(now))
+            .distinct()
+        )
+    )
+
+
+def _claims_on(
+    session: Session, assignment_ids: Iterable[int], *, now: datetime
+) -> dict[int, tuple[int, datetime]]:
+    """For each assignment: how many live claims it has, and when the oldest was made."""
+    rows = session.execute(
+        select(Allocation.assignment_id, func.count(), func.min(Allocation.allocated_at))
+        .where(Allocation.assignment_id.in_(list(assignment_ids)), _live(now))
+        .group_by(Allocation.assignment_id)
+    ).all()
+    return {assignment_id: (int(n), oldest) for assignment_id, n, oldest in rows}
+
+
+def refresh_assignments(session: Session, assignment_ids: Iterable[int]) -> None:
+    """Each assignment's status from its claims: submitted (a submission that is not
+    flagged), allocated (an active hold), or back in the pool."""
+    ids = sorted(set(assignment_ids))
+    if not ids:
+        return
+    submitted = set(
+        session.scalars(
+            select(Allocation.assignment_id).where(
+                Allocation.assignment_id.in_(ids),
+                Allocation.status == AllocationStatus.submitted,
+                Allocation.verification != Verification.flagged,
+            )
+        )
+    )
+    active = set(
+        session.scalars(
+            select(Allocation.assignment_id).where(
+                Allocation.assignment_id.in_(ids), Allocation.status == AllocationStatus.active
+            )
+        )
+    )
+    for status, group in (
+        (AssignmentStatus.submitted, submitted),
+        (AssignmentStatus.allocated, active - submitted),
+        (AssignmentStatus.available, set(ids) - submitted - active),
+    ):
+        if group:
+            session.execute(
+                update(Assignment)
+                .where(Assignment.id.in_(sorted(group)), Assignment.status != status)
+                .values(status=status)
+            )
+
+
+def expire_overdue(session: Session, *, study_id: int, now: datetime) -> None:
+    """Rule 2: expire the study's holds past their deadline; their images go back."""
+    overdue = session.scalars(
+        select(Allocation.id)
+        .where(
+            Allocation.study_id == study_id,
+            Allocation.status == AllocationStatus.active,
+            Allocation.expires_at < now,
+        )
+        .order_by(Allocation.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not overdue:
+        return
+    released = session.scalars(
+        update(Allocation)
+        .where(Allocation.id.in_(overdue))
+        .values(status=AllocationStatus.expired, source_address=None)
+        .returning(Allocation.assignment_id)
+    ).all()
+    refresh_assignments(session, released)
+    record_event(
+        session,
+        kind="allocations_expired",
+        study_id=study_id,
+        detail={"assignments": sorted(set(released))},
+    )
+
+
+def release_flagged(session: Session, allocation: Allocation, *, reason: str) -> None:
+    """Rule 6: the submission stops counting, keeps its labels; its images go back to the
+    pool unless another claim holds them. Call inside the caller's write transaction."""
+    was = allocation.verification
+    allocation.verification = Verification.flagged
+    allocation.verification_note = reason
+    session.flush()
+    refresh_assignments(session, [allocation.assignment_id])
+    if was != Verification.flagged:
+        status = session.scalar(
+            select(Assignment.status).where(Assignment.id == allocation.assignment_id)
+        )
+        record_event(
+            session,
+            kind="submission_flagged",
+            study_id=allocation.study_id,
+            assignment_id=allocation.assignment_id,
+            detail={
+                "allocation": allocation.id,
+                "reason": reason,
+                "assignment_now": getattr(status, "value", status),
+            },
+        )
+
+
+def confirm(session: Session, allocation: Allocation) -> bool:
+    """Rule 7: count a submission MTurk confirms, unless the same images already have a
+    counted submission (then it is flagged as a duplicate). True when it counts."""
+    other = session.scalar(
+        select(Allocation.id).where(
+            Allocation.assignment_id == allocation.assignment_id,
+            Allocation.id != allocation.id,
+            Allocation.status == AllocationStatus.submitted,
+            Allocation.verification.in_(COUNTED_VERIFICATIONS),
+        )
+    )
+    if other is not None:
+        release_flagged(
+            session,
+            allocation,
+            reason=(
+                "MTurk confirms it, but its images were labeled again after an earlier flag "
+                f"(allocation {other} counts); review it before paying"
+            ),
+        )
+        return False
+    allocation.verification = Verification.confirmed
+    allocation.verification_note = None
+    session.flush()
+    refresh_assignments(session, [allocation.assignment_id])
+    return True
+
+
+def check_hit(session: Session, *, study_id: int, study_slug: str, hit_id: str) -> MTurkHit:
+    """The HIT row (locked, so claims of one HIT take turns); a HIT of another study, or a
+    sandbox HIT of a study that is now published live, is refused."""
+    hit = session.scalar(select(MTurkHit).where(MTurkHit.hit_id == hit_id).with_for_update())
+    if hit is None or hit.study_id != study_id:
+        raise NotFoundError(f"HIT {hit_id!r} is not a HIT of study {study_slug!r}")
+    if hit.sandbox:
+        live = session.scalar(
+            select(MTurkHit.id).where(MTurkHit.study_id == study_id, MTurkHit.sandbox.is_(False))
+        )
+        if live is not None:
+            raise NotFoundError(
+                f"HIT {hit_id!r} is a sandbox HIT, and study {study_slug!r} is now live"
+            )
+    return hit
