@@ -227,7 +227,12 @@ def _accept_once(
     allocation.allocated_at = now
     allocation.expires_at = now + timeout
     allocation.submitted_at = None
-    allocation.verification = Verification.unverified if mturk else Verification.not_applicable
+    # Lab work needs no market's confirmation; MTurk and Prolific work waits for their sync.
+    allocation.verification = (
+        Verification.not_applicable
+        if worker.source == WorkerSource.local
+        else Verification.unverified
+    )
     allocation.mturk_assignment_id = allocation.hit_id = allocation.turk_submit_to = None
     if mturk is not None:
         _attach_mturk(allocation, mturk)

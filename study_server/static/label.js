@@ -1,7 +1,10 @@
 // The labeling page: accept, show the images one at a time, collect labels, submit.
 // Its data comes from the JSON block #config (no inline script: the CSP forbids it).
 // Only after the server has stored the labels does the page post to MTurk's externalSubmit,
-// so MTurk never hears of a submission the study does not have.
+// so MTurk never hears of a submission the study does not have. A source whose ids are more
+// than a worker id (Prolific: participant, study, session) passes them as config.identity,
+// sent with every request; Prolific's participants then get the completion URL from the
+// server (config.completeUrl), which gives it only for stored labels, and are sent there.
 (function () {
   "use strict";
 
@@ -42,6 +45,7 @@
   }
 
   function acceptBody() {
+    if (config.identity) return Object.assign({}, config.identity);
     const body = { worker_id: config.workerId };
     if (config.mode === "mturk") {
       body.mturk = { assignment_id: config.assignmentId, hit_id: config.hitId, turk_submit_to: config.turkSubmitTo };
@@ -96,7 +100,22 @@
     render();
   }
 
+  async function handOffToProlific() {
+    show("done");
+    byId("done-text").textContent = "Your answers are saved. Taking you back to Prolific...";
+    try {
+      const done = await postJson(config.completeUrl, config.identity);
+      window.location.assign(done.completion_url);
+    } catch (error) {
+      showError(error.message + " Reload this page to try again.");
+    }
+  }
+
   function handOff() {
+    if (config.mode === "prolific") {
+      handOffToProlific();
+      return;
+    }
     if (config.mode !== "mturk") {
       show("done");
       byId("done-text").textContent = "Your answers are saved. You may close this page.";
@@ -116,7 +135,7 @@
     byId("submit").disabled = true;
     byId("error").hidden = true;
     const labels = state.labels.map((label, position) => ({ position, label, response_ms: state.times[position] }));
-    const body = { worker_id: config.workerId, labels };
+    const body = Object.assign({ labels }, config.identity || { worker_id: config.workerId });
     if (config.mode === "mturk") body.mturk_assignment_id = config.assignmentId;
     try {
       await postJson(state.assignment.submit_url, body);

@@ -48,7 +48,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _audited(
+def audited(
     action: str, worker: WorkerRef | None, detail: dict[str, Any], work: Callable[[Session], T]
 ) -> Callable[[Session], T]:
     """`work`, with a refusal noted in the audit of events before it becomes its HTTP error."""
@@ -99,7 +99,13 @@ async def accept_assignment(
             timeout=timedelta(seconds=settings.allocation_timeout_s),
         )
 
-    accepted = await in_session(request, _audited("accept", worker, {"study": slug}, work))
+    accepted = await in_session(request, audited("accept", worker, {"study": slug}, work))
+    return accept_response(request, accepted, submit_route="submit_labels")
+
+
+def accept_response(request: Request, accepted: Accepted, *, submit_route: str) -> AcceptResponse:
+    """The answer to an accept: the items' URLs (their images kept in the app's cache) and
+    where the labels go (`submit_route`, each source's own submit endpoint)."""
     public_id = accepted.assignment_public_id
     request.app.state.item_images.remember(public_id, accepted.item_images, accepted.expires_at)
     # url_for once (it is slow), then the positions: ".../items/0" -> ".../items/<n>"
@@ -110,7 +116,7 @@ async def accept_assignment(
         num_items=accepted.num_items,
         class_names=accepted.class_names,
         item_urls=[f"{items_prefix}{position}" for position in range(accepted.num_items)],
-        submit_url=request.url_for("submit_labels", public_id=public_id).path,
+        submit_url=request.url_for(submit_route, public_id=public_id).path,
         expires_at=accepted.expires_at,
     )
 
@@ -151,7 +157,7 @@ async def submit_labels(
             now=_now(),
         )
 
-    result = await in_session(request, _audited("submit", worker, {"assignment": public_id}, work))
+    result = await in_session(request, audited("submit", worker, {"assignment": public_id}, work))
     return SubmitResponse(
         status="already_submitted" if result.already_submitted else "stored",
         labels=result.num_labels,

@@ -110,8 +110,8 @@ def _label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) -
         "num_items": study.most_items,
         "items_text": study.items_text,
         "config": {
-            **config,
             "acceptUrl": request.url_for("accept", slug=study.slug).path,
+            **config,  # a source may name its own endpoints (Prolific does)
             "classNames": list(study.class_names),
         },
     }
