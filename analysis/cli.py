@@ -2,7 +2,7 @@
 
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
-                  [--source all|mturk|local] [--plot table2.png] [--out FILE]
+                  [--source all|mturk|prolific|local] [--plot table2.png] [--out FILE]
 
 Exit status: 0 done, 2 bad input (unknown or empty study, unreadable export, bad option).
 """
@@ -60,8 +60,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--source",
         choices=SOURCES,
         default="all",
-        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (local mode), "
-        "or both (default)",
+        help="whose labels count: MTurk (confirmed by `mturk sync`), Prolific (confirmed by "
+        "`prolific sync`), lab (local mode), or all of them (default)",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=FORMATS, default="markdown")

@@ -43,7 +43,7 @@ class LabelRow:
     original_label: int
     target: int | None
     label: int
-    worker_source: str  # "mturk" | "local"
+    worker_source: str  # "mturk" | "prolific" | "local"
     worker_id: str
     allocation_status: str
     verification: str  # "confirmed" | "flagged" | "unverified" | "not_applicable"

@@ -19,8 +19,12 @@ from contract.names import DEFENSE_TITLES, NETWORK_TITLES
 FORMATS = ("markdown", "csv", "json")
 SYNTHETIC_DATASET = "synthetic"  # what study_server.synthetic writes: demo images, never a study
 _SOURCE_TEXT = {
-    "all": "MTurk submissions confirmed by `mturk sync` and lab (local-mode) submissions",
+    "all": (
+        "MTurk submissions confirmed by `mturk sync`, Prolific submissions confirmed by "
+        "`prolific sync`, and lab (local-mode) submissions"
+    ),
     "mturk": "MTurk submissions confirmed by `mturk sync` only",
+    "prolific": "Prolific submissions confirmed by `prolific sync` only",
     "local": "lab (local-mode) submissions only",
 }
 

@@ -11,12 +11,16 @@ Which labels count (`exclusion_reason`), decided here once for the database and 
 - only submitted assignments (the server stores labels at submission, so this is a guard);
 - not adversarial images whose target is their true class: the model misclassified the
   original and the attack led it back, so "change" and "no change" would be the same label;
-- MTurk work only when `mturk sync` confirmed it: MTurk lists that assignment for that worker
-  on one of the study's HITs. Unverified (not yet synced) and flagged (MTurk does not confirm
-  it, or the requester rejected it) labels are left out and counted in the report's exclusions;
-- local-mode (lab) labels have no MTurk to confirm them (`not_applicable`): they count by
-  default, since the lab's own supervision replaces MTurk's, and `--source mturk` leaves them
-  out for an MTurk-only table like the paper's. The report always shows labels per source.
+- market work (MTurk, Prolific) only when the market's sync confirmed it: `mturk sync` finds
+  that assignment for that worker on one of the study's HITs, `prolific sync` finds that
+  submission (the participant's session) for that participant, completed, in the study's
+  submissions on Prolific. Unverified (not yet synced) and flagged (the market does not
+  confirm it, or the researcher rejected it) labels are left out and counted in the report's
+  exclusions;
+- local-mode (lab) labels have no market to confirm them (`not_applicable`): they count by
+  default, since the lab's own supervision replaces the market's, and `--source mturk` or
+  `--source prolific` leaves them out for a one-market table like the paper's (MTurk). The
+  report always shows labels per source.
 
 Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
 the row lists them.
@@ -33,7 +37,9 @@ from analysis.stats import Share
 from contract.names import DEFENSES, NETWORKS, canonical_network
 from contract.paper import Table2Row, paper_table2
 
-SOURCES = ("all", "mturk", "local")
+# The markets whose work counts once their sync confirmed it: worker source -> name, command.
+MARKETS = {"mturk": ("MTurk", "mturk"), "prolific": ("Prolific", "prolific")}
+SOURCES = ("all", *MARKETS, "local")
 
 
 def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
@@ -45,22 +51,23 @@ def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
         # not an adversarial mistake, and "change" would equal "no change".
         return "attack target is the true class (original misclassified)"
     if row.worker_source == "local":
-        if source == "mturk":
-            return "lab (local-mode) label, left out by --source mturk"
+        if source in MARKETS:
+            return f"lab (local-mode) label, left out by --source {source}"
         return (
             None
             if row.verification == "not_applicable"
             else f"lab label with verification {row.verification}"
         )
-    if source == "local":
-        return "MTurk label, left out by --source local"
+    market, command = MARKETS.get(row.worker_source, (row.worker_source, row.worker_source))
+    if source not in ("all", row.worker_source):
+        return f"{market} label, left out by --source {source}"
     if row.verification == "confirmed":
         return None
     if row.verification == "unverified":
-        return "MTurk submission not yet confirmed (run `mturk sync`)"
+        return f"{market} submission not yet confirmed (run `{command} sync`)"
     if row.verification == "flagged":
-        return "MTurk submission flagged (not confirmed by MTurk, or rejected)"
-    return f"MTurk submission with verification {row.verification}"
+        return f"{market} submission flagged (not confirmed by {market}, or rejected)"
+    return f"{market} submission with verification {row.verification}"
 
 
 @dataclass(frozen=True)
