@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError, run_command
+from markets.confirm import confirm_total
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
 from markets.mturk.hits import expire, status
@@ -130,33 +130,8 @@ def _confirm_live(args: argparse.Namespace) -> Callable[[PublishPlan], bool]:
     def confirm(plan: PublishPlan) -> bool:
         if plan.sandbox:
             return True
-        total = f"{plan.total_cost:.2f}"
         _say(f"About to publish on the LIVE marketplace: {plan.describe()}")
-        if args.confirm_cost is not None:
-            try:
-                agreed = Decimal(args.confirm_cost)
-            except InvalidOperation as error:
-                raise UsageError(
-                    f"--confirm-cost must be an amount in USD like {total}, "
-                    f"got {args.confirm_cost!r}"
-                ) from error
-            if agreed != plan.total_cost:
-                raise UsageError(
-                    f"--confirm-cost {args.confirm_cost} does not match the total cost "
-                    f"${total}; nothing published"
-                )
-            return True
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "publishing on the live marketplace needs confirmation: "
-                f"rerun with --confirm-cost {total}"
-            )
-        answer = (
-            input(f"Type the total cost ({total}) to publish, anything else to stop: ")
-            .strip()
-            .lstrip("$")
-        )
-        return answer == total
+        return confirm_total(plan.total_cost, agreed=args.confirm_cost)
 
     return confirm
 

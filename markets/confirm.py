@@ -1,0 +1,55 @@
+"""Confirming a cost before money is spent: the same rule for every market command.
+
+`mturk publish --live`, `prolific publish` and `prolific bonus` show what they will cost,
+then go on only if the person types that exact total at the prompt, or passed it as
+`--confirm-cost`. Anything else at the prompt stops (nothing spent). Without a terminal and
+without `--confirm-cost` it is bad input (exit 2) naming the amount to pass, so a script
+never spends by default; a `--confirm-cost` that is not the total is bad input too.
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+
+from contract.cli import UsageError
+
+CURRENCY_SYMBOLS = {"USD": "$", "GBP": "£"}
+
+
+def money(amount: Decimal, currency: str = "USD") -> str:
+    """`$2.40`, `£5.33`; the ISO code after the number for other currencies."""
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{amount:.2f}" if symbol else f"{amount:.2f} {currency}"
+
+
+def confirm_total(
+    total: Decimal,
+    *,
+    agreed: str | None,
+    currency: str = "USD",
+    verb: str = "publish",
+    nothing: str = "nothing published",
+) -> bool:
+    """Whether the person agreed to spend exactly `total` (see the module's rule); `verb` and
+    `nothing` word the prompt and the refusal ("pay", "nothing paid")."""
+    text = f"{total:.2f}"
+    if agreed is not None:
+        try:
+            value = Decimal(agreed.strip().lstrip("$£"))
+        except InvalidOperation as error:
+            raise UsageError(
+                f"--confirm-cost must be an amount in {currency} like {text}, got {agreed!r}"
+            ) from error
+        if value != total:
+            raise UsageError(
+                f"--confirm-cost {agreed} does not match the total cost {money(total, currency)}; "
+                f"{nothing}"
+            )
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"spending real money needs confirmation: rerun with --confirm-cost {text}"
+        )
+    answer = input(f"Type the total cost ({text}) to {verb}, anything else to stop: ")
+    return answer.strip().lstrip("$£") == text
