@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError, run_command
 from markets.confirm import confirm_total
+from markets.console import counts as _counts
+from markets.console import say as _say
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
 from markets.mturk.hits import expire, status
@@ -122,10 +123,6 @@ def _client(args: argparse.Namespace, settings: Settings) -> MTurkClient:
     return MTurkClient(settings.mturk, sandbox=not args.live, profile=args.profile)
 
 
-def _say(message: str, stream: TextIO | None = None) -> None:
-    print(message, file=stream or sys.stdout, flush=True)
-
-
 def _confirm_live(args: argparse.Namespace) -> Callable[[PublishPlan], bool]:
     def confirm(plan: PublishPlan) -> bool:
         if plan.sandbox:
@@ -186,10 +183,6 @@ def _page_url(settings: Settings, url: str | None, study: str) -> str:
 
 def _market(args: argparse.Namespace) -> str:
     return "LIVE marketplace" if args.live else "sandbox"
-
-
-def _counts(counter: Mapping[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"
 
 
 def _status(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
