@@ -13,7 +13,6 @@ prolific` counts exactly the confirmed, non-rejected labels.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 from sqlalchemy import func, select
 
