@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from study_server import prolific_entry
 from study_server.db.models import Allocation, Event, ProlificSession
 from testkit.databases import session_for
+from testkit.studies import import_study
 from tests.fixtures.prolific import participant, register_prolific_study
 
 STUDY = "6650aaaaaaaaaaaaaaaaaaaa"
@@ -158,4 +160,32 @@ def test_the_completion_url_only_after_stored_labels_and_again_on_reload(
         # Nobody gets a second assignment of the study, with this session or another.
         assert web.post("/api/prolific/ours-fc/accept", json=_ids(1)).json()["outcome"] == (
             "submitted"
+        )
+
+
+def test_a_participant_of_a_sibling_study_is_refused_by_the_server(
+    live_server, prolific_study, database_url, make_bundle, monkeypatch
+):
+    """The experiment hook: once `sibling_study_ids` names another study, its participants
+    are refused here whatever Prolific's filters let through."""
+    other = import_study(database_url, make_bundle(n_adversarial=5, seed=3), slug="mm-fc")
+    other_study = "6650cccccccccccccccccccc"
+    register_prolific_study(database_url, other.slug, prolific_study_id=other_study)
+    monkeypatch.setattr(
+        prolific_entry,
+        "sibling_study_ids",
+        lambda session, study_id: sorted({study_id, other.study_id, prolific_study.study_id}),
+    )
+    with live_server.client() as web:
+        took = web.post(
+            "/api/prolific/mm-fc/accept",
+            json=_ids(1, session="6650bbbbbbbbbbbbbbbbbb07", study=other_study),
+        )
+        assert took.status_code == 200
+        refused = web.post("/api/prolific/ours-fc/accept", json=_ids(1))
+        assert refused.status_code == 409
+        assert "took part in another study of this experiment" in refused.json()["detail"]
+        assert (
+            web.post("/api/prolific/ours-fc/accept", json=_ids(2, session=SESSION)).status_code
+            == 200
         )
