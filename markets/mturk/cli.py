@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.cli import UsageError, run_command
+from contract.cli import UsageError
 from markets.confirm import confirm_total
+from markets.console import ReviewReport, report_review, run_market_command
 from markets.console import counts as _counts
 from markets.console import say as _say
 from markets.mturk import errors
@@ -23,10 +24,8 @@ from markets.mturk.client import MTurkClient
 from markets.mturk.hits import expire, status
 from markets.mturk.publish import PublishConflict, PublishDeclined, PublishPlan, publish
 from markets.mturk.question import QuestionError
-from markets.mturk.review import ReviewRefused, ReviewReport, approve, reject
+from markets.mturk.review import ReviewRefused, approve, reject
 from markets.mturk.sync import sync
-from study_server.db.access import DatabaseNotReady, study_sessions
-from study_server.db.store import StudyNotFound
 from study_server.settings import Settings, get_settings
 
 Sessions = sessionmaker[Session]
@@ -234,15 +233,9 @@ def _sync(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> i
 
 
 def _review_output(report: ReviewReport, args: argparse.Namespace) -> int:
-    verb = report.decision.lower()
-    _say(f"study {args.study} on the {_market(args)}: {verb} {len(report.done)} assignment(s)")
-    for assignment_id in report.done:
-        _say(f"  {verb} {assignment_id}")
-    for assignment_id in report.left_for_review:
-        _say(f"  left for review (no confirmed labels on the server): {assignment_id}")
-    for assignment_id, reason in report.failed:
-        _say(f"  not {verb} {assignment_id}: {reason}", sys.stderr)
-    return 1 if report.failed else 0
+    return report_review(
+        report, where=f"study {args.study} on the {_market(args)}", unit="assignment"
+    )
 
 
 def _approve(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -284,16 +277,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     settings = settings or get_settings()
     args = build_parser(settings).parse_args(argv)
 
-    def call() -> int:
-        if args.command == "balance":
-            return args.handler(args, settings, None)  # needs no database
-        with study_sessions(args.database_url) as sessions:
-            return args.handler(args, settings, sessions)
-
-    return run_command(
-        f"mturk {args.command}",
-        call,
-        usage=(StudyNotFound, DatabaseNotReady, QuestionError, ReviewRefused),
+    return run_market_command(
+        "mturk",
+        args,
+        settings,
+        usage=(QuestionError, ReviewRefused),
         refused=(errors.MTurkError, PublishDeclined, PublishConflict),
     )
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.cli import UsageError, run_command
+from contract.cli import UsageError
 from markets.confirm import confirm_total, money
-from markets.console import counts, say
+from markets.console import ReviewReport, counts, report_review, run_market_command, say
 from markets.prolific import errors
 from markets.prolific.bonus import BonusDeclined, BonusPlan, BonusRefused, bonus, parse_bonuses
 from markets.prolific.client import ProlificClient
@@ -31,11 +31,9 @@ from markets.prolific.publish import (
     PublishResult,
     publish,
 )
-from markets.prolific.review import ReviewRefused, ReviewReport, approve, reject
+from markets.prolific.review import ReviewRefused, approve, reject
 from markets.prolific.studies import status, transition
 from markets.prolific.sync import sync
-from study_server.db.access import DatabaseNotReady, study_sessions
-from study_server.db.store import StudyNotFound
 from study_server.settings import Settings, get_settings
 
 Sessions = sessionmaker[Session]
@@ -281,15 +279,7 @@ def _sync(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> i
 
 
 def _review_output(report: ReviewReport, study: str) -> int:
-    verb = report.decision.lower()
-    say(f"study {study} on Prolific: {verb} {len(report.done)} submission(s)")
-    for submission_id in report.done:
-        say(f"  {verb} {submission_id}")
-    for submission_id in report.left_for_review:
-        say(f"  left for review (no confirmed labels on the server): {submission_id}")
-    for submission_id, reason in report.failed:
-        say(f"  not {verb} {submission_id}: {reason}", sys.stderr)
-    return 1 if report.failed else 0
+    return report_review(report, where=f"study {study} on Prolific", unit="submission")
 
 
 def _approve(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -364,16 +354,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     settings = settings or get_settings()
     args = build_parser(settings).parse_args(argv)
 
-    def call() -> int:
-        if args.command == "balance":
-            return args.handler(args, settings, None)  # needs no database
-        with study_sessions(args.database_url) as sessions:
-            return args.handler(args, settings, sessions)
-
-    return run_command(
-        f"prolific {args.command}",
-        call,
-        usage=(StudyNotFound, DatabaseNotReady, ReviewRefused, BonusRefused),
+    return run_market_command(
+        "prolific",
+        args,
+        settings,
+        usage=(ReviewRefused, BonusRefused),
         refused=(errors.ProlificError, PublishDeclined, PublishConflict, BonusDeclined),
     )
 

@@ -18,10 +18,10 @@ it; one refusal does not stop the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from markets.console import ReviewReport
 from markets.prolific import errors
 from markets.prolific.client import ProlificClient
 from markets.prolific.models import (
@@ -41,14 +41,6 @@ BULK_SIZE = 100
 
 class ReviewRefused(ValueError):
     """The ids, the category or the message cannot be acted on (bad input, exit 2)."""
-
-
-@dataclass
-class ReviewReport:
-    decision: str  # "APPROVED" | "REJECTED"
-    done: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    left_for_review: list[str] = field(default_factory=list)
 
 
 def _reviewable(session: Session, study_id: int, prolific_study_id: str) -> dict[str, str]:

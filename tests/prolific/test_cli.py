@@ -120,65 +120,38 @@ def test_prolifics_refusals_exit_1_with_its_words(capsys, study_db, fake_prolifi
     assert code == 1 and "Prolific refused PAUSE study" in err and "HTTP 400" in err
 
 
+def _reject(category: str, message: str) -> list[str]:
+    return [
+        "reject",
+        "--study",
+        "ours-fc",
+        "--submission",
+        "a" * 24,
+        "--category",
+        category,
+        "--message",
+        message,
+    ]
+
+
+def _bonus(entry: str) -> list[str]:
+    return ["bonus", "--study", "ours-fc", "--bonus", entry]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (
-            [
-                "reject",
-                "--study",
-                "ours-fc",
-                "--submission",
-                "a" * 24,
-                "--category",
-                "LAZY",
-                "--message",
-                REASON,
-            ],
-            "--category must be one of Prolific's rejection categories",
-        ),
-        (
-            [
-                "reject",
-                "--study",
-                "ours-fc",
-                "--submission",
-                "a" * 24,
-                "--category",
-                "LOW_EFFORT",
-                "--message",
-                "too short",
-            ],
-            "at least 100 characters",
-        ),
-        (
-            [
-                "reject",
-                "--study",
-                "ours-fc",
-                "--submission",
-                "a" * 24,
-                "--category",
-                "LOW_EFFORT",
-                "--message",
-                REASON,
-            ],
-            "not confirmed submissions of this study awaiting review",
-        ),
+        (_reject("LAZY", REASON), "--category must be one of Prolific's rejection categories"),
+        (_reject("LOW_EFFORT", "too short"), "at least 100 characters"),
+        (_reject("LOW_EFFORT", REASON), "not confirmed submissions of this study awaiting review"),
         (
             ["approve", "--study", "ours-fc", "--submission", "a" * 24],
             "not confirmed submissions of this study",
         ),
-        (
-            ["bonus", "--study", "ours-fc", "--bonus", f"{participant(1)},0.50"],
-            "not participants with a confirmed submission",
-        ),
-        (["bonus", "--study", "ours-fc", "--bonus", f"{participant(1)},-1"], "must be positive"),
-        (
-            ["bonus", "--study", "ours-fc", "--bonus", f"{participant(1)},0.505"],
-            "at most two decimals",
-        ),
-        (["bonus", "--study", "ours-fc", "--bonus", "0.50"], "expected PARTICIPANT_ID,AMOUNT"),
+        (_bonus(f"{participant(1)},0.50"), "not participants with a confirmed submission"),
+        (_bonus(f"{participant(1)},-1"), "must be positive"),
+        (_bonus(f"{participant(1)},0.505"), "at most two decimals"),
+        (_bonus("0.50"), "expected PARTICIPANT_ID,AMOUNT"),
     ],
 )
 def test_reviews_and_bonuses_refuse_bad_input_with_exit_2(

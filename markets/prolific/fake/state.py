@@ -32,23 +32,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-REJECTION_CATEGORIES = frozenset(
-    {
-        "TOO_QUICKLY",
-        "TOO_SLOWLY",
-        "FAILED_INSTRUCTIONS",
-        "INCOMP_LONGITUDINAL",
-        "FAILED_CHECK",
-        "LOW_EFFORT",
-        "MALINGERING",
-        "NO_CODE",
-        "BAD_CODE",
-        "NO_DATA",
-        "UNSUPP_DEVICE",
-        "OTHER",
-    }
-)
-PLACEHOLDERS = {"PROLIFIC_PID": "participant", "STUDY_ID": "study", "SESSION_ID": "session"}
+from markets.prolific.models import REJECTION_CATEGORIES
+
 # Submissions holding a place (the others gave it back).
 HOLDING = frozenset({"RESERVED", "ACTIVE", "AWAITING REVIEW", "APPROVED"})
 FILTERS = frozenset(
