@@ -48,8 +48,8 @@ from study_server.db.session import begin_write
 from study_server.db.store import find_study, sibling_study_ids
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from study_server.operations import (
-    AcceptOutcome,
     Accepted,
+    AcceptOutcome,
     LabelInput,
     Submitted,
     WorkerRef,
@@ -128,9 +128,13 @@ def enter(
     if finished is not None:
         return finished
     return accept(
-        session=session, study_slug=study_slug, worker=ids.worker, mturk=None, now=now,
+        session=session,
+        study_slug=study_slug,
+        worker=ids.worker,
+        mturk=None,
+        now=now,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def _admit(session: Session, study_slug: str, ids: ProlificIds) -> Accepted | None:

@@ -92,7 +92,7 @@ class ProlificSettings(BaseSettings):
     currency: str = Field(default="GBP", pattern=r"^(GBP|USD)$")
     reward: Decimal = Field(default=Decimal("1.00"), ge=Decimal("0.01"), decimal_places=2)
     service_fee_fraction: Decimal = Field(default=Decimal("0.333"), ge=0, le=1)
-    vat_fraction: Decimal = Field(default=Decimal("0"), ge=0, le=1)
+    vat_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)
     name: str = "Label 25 handwritten digits"
     description: str = (
         "Look at 25 small images of handwritten digits and pick the digit each one shows. "

@@ -60,9 +60,9 @@ def _ids(body: ProlificIdsIn) -> ProlificIds:
 async def prolific_page(
     request: Request,
     slug: Slug,
-    PROLIFIC_PID: ProlificParam = None,  # noqa: N803 (Prolific's names)
-    STUDY_ID: ProlificParam = None,  # noqa: N803
-    SESSION_ID: ProlificParam = None,  # noqa: N803
+    PROLIFIC_PID: ProlificParam = None,  # Prolific's parameter names
+    STUDY_ID: ProlificParam = None,
+    SESSION_ID: ProlificParam = None,
 ) -> HTMLResponse:
     try:
         study = await _study(request, slug)
