@@ -10,9 +10,11 @@ it pays twice. So:
   refused unless `--again` (a second bonus is then deliberate);
 - the record is created first and Prolific's own total (fees and VAT included) is shown and
   confirmed (typed, or `--confirm-cost`) before anything is paid;
-- the row says ``paying`` before the pay call and ``paid`` after it. A run that stopped in
-  between leaves ``paying``: those participants count as bonused (no automatic second pay),
-  and `prolific status` says which payment to check in the Prolific app.
+- the workspace's balance must cover Prolific's total before it is even asked for;
+- the row says ``paying`` before the pay call and ``paid`` after it, or ``refused`` when
+  Prolific answered that it did not pay. A run that stopped in between, or a pay call without
+  an answer, leaves ``paying``: those participants count as bonused (no automatic second
+  pay), and `prolific status` says which payment to check in the Prolific app.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from markets.confirm import money
+from markets.prolific import errors
 from markets.prolific.client import ProlificClient
 from markets.prolific.models import minor_units
 from markets.prolific.store import prolific_work
@@ -33,6 +37,16 @@ from study_server.db.session import begin_write
 from study_server.db.store import record_event, utc_now
 
 CENT = Decimal("0.01")
+# Answers to the pay call after which nothing was paid (anything else, a 5xx or a lost
+# answer, leaves the payment `paying`: it may have gone through).
+NOT_PAID = (
+    errors.BadToken,
+    errors.Forbidden,
+    errors.NotFound,
+    errors.RequestRejected,
+    errors.Throttled,
+    errors.Unreachable,
+)
 
 
 class BonusRefused(ValueError):
@@ -90,6 +104,7 @@ def bonus(
     reason: str,
     again: bool,
     confirm: Callable[[BonusPlan], bool],
+    workspace_id: str | None = None,
 ) -> BonusPlan:
     """Create, confirm, then pay one bulk bonus; see the module."""
     with sessions() as session:
@@ -106,13 +121,32 @@ def bonus(
         total=minor_units(bulk.total_amount),
     )
     row = _store(sessions, study_id, plan, reason)
-    if not confirm(plan):
+    if workspace_id:
+        balance = client.balance(workspace_id)
+        available = minor_units(balance.available_balance)
+        if available < plan.total:
+            _set_status(sessions, row, "declined")
+            raise errors.InsufficientFunds(
+                f"the workspace's available balance is {money(available, balance.currency_code)}"
+                f", these bonuses cost {money(plan.total, balance.currency_code)}; add funds in "
+                "the Prolific app; nothing paid"
+            )
+    try:
+        agreed = confirm(plan)
+    except BaseException:  # e.g. no --confirm-cost without a terminal: nothing paid
+        _set_status(sessions, row, "declined")
+        raise
+    if not agreed:
         _set_status(sessions, row, "declined")
         raise BonusDeclined(
             f"not confirmed; nothing paid (bulk bonus {bulk.id} stays unpaid on Prolific)"
         )
     _set_status(sessions, row, "paying")
-    client.pay_bonuses(bulk.id)
+    try:
+        client.pay_bonuses(bulk.id)
+    except NOT_PAID:
+        _set_status(sessions, row, "refused")  # Prolific said no, or never heard of it
+        raise
     _set_status(sessions, row, "paid", event=True)
     return plan
 

@@ -318,6 +318,7 @@ def _bonus(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> 
             reason=args.reason,
             again=args.again,
             confirm=_confirm(args, currency, "pay bonuses on Prolific", "pay", "nothing paid"),
+            workspace_id=settings.prolific.workspace_id,
         )
     say(
         f"study {args.study}: paid {len(plan.bonuses)} bonus(es), "

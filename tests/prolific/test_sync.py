@@ -14,14 +14,10 @@ from markets.prolific.cli import main as prolific
 from markets.prolific.models import Submission
 from markets.prolific.store import ProlificWork
 from markets.prolific.sync import decide
-from study_server.db.models import Allocation, AllocationStatus, Assignment, ProlificStudy
+from study_server.db.models import Allocation, AllocationStatus, Assignment
 from testkit.databases import session_for
-from testkit.studies import import_study
-from tests.fixtures.mturk import records_by_image
 from tests.fixtures.prolific import (
     participant,
-    prolific_cli_settings,
-    prolific_server_settings,
     take_part,
 )
 
@@ -63,23 +59,6 @@ def test_what_prolific_lists_decides(work, listed, verdict, why):
     assert decided == verdict and (why is None and reason is None or why in reason)
 
 
-@pytest.fixture
-def running(sqlite_database_url, make_bundle, fake_prolific, live_server_factory, capsys):
-    bundle = make_bundle(n_adversarial=20)
-    import_study(sqlite_database_url, bundle, items_per_assignment=5)
-    server = live_server_factory(prolific_server_settings(sqlite_database_url, fake_prolific))
-    settings = prolific_cli_settings(sqlite_database_url, fake_prolific)
-    argv = ["publish", "--study", "ours-fc", "--url", server.url, "--confirm-cost", "5.33"]
-    assert prolific(argv, settings) == 0
-    session = session_for(sqlite_database_url)
-    try:
-        study_id = session.scalars(select(ProlificStudy.prolific_study_id)).one()
-    finally:
-        session.close()
-    capsys.readouterr()
-    return sqlite_database_url, server, settings, study_id, records_by_image(bundle)
-
-
 def _assignments(url: str) -> dict[str, str]:
     session = session_for(url)
     try:
@@ -88,8 +67,8 @@ def _assignments(url: str) -> dict[str, str]:
         session.close()
 
 
-def test_returned_timed_out_and_unmatched_work(running, fake_prolific, capsys):
-    url, server, settings, study_id, by_image = running
+def test_returned_timed_out_and_unmatched_work(prolific_running, fake_prolific, capsys):
+    url, server, settings, study_id, by_image = prolific_running
     fake = fake_prolific.fake
     with server.client() as web:
         done = take_part(
@@ -146,9 +125,9 @@ def test_returned_timed_out_and_unmatched_work(running, fake_prolific, capsys):
 
 
 def test_a_forged_participant_holding_an_assignment_is_released_and_kept_out(
-    running, fake_prolific, capsys
+    prolific_running, fake_prolific, capsys
 ):
-    url, server, settings, study_id, _ = running
+    url, server, settings, study_id, _ = prolific_running
     ids = {"participant_id": participant(66), "study_id": study_id, "session_id": "e" * 24}
     with server.client() as web:
         held = web.post("/api/prolific/ours-fc/accept", json=ids)
