@@ -41,8 +41,9 @@ def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
 
     The one hook for cross-study exclusion: today a study stands alone, so this is just the
     study; when studies are grouped into an experiment (several defenses, one pool of people),
-    it returns every study of the experiment, and both the server's refusal and the markets'
-    exclusion (Prolific's participant group, MTurk's qualification) follow.
+    it returns every study of the experiment, and the server's refusal of a Prolific
+    participant (`prolific_entry`) and Prolific's filters (`prolific publish`) follow; MTurk's
+    qualification does not use it yet.
     """
     return [study_id]
 
