@@ -59,6 +59,10 @@ from study_server.operations import (
 
 PROLIFIC_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 _PROLIFIC_ID = re.compile(PROLIFIC_ID_PATTERN)
+_NOT_CONFIRMED = (
+    "your submission to this study was not confirmed by Prolific (see `prolific sync`), so "
+    "you cannot take part again"
+)
 # The names Prolific gives the parameters in the study URL (its `{{%...%}}` placeholders).
 URL_PARAMETERS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
@@ -157,10 +161,7 @@ def _admit(session: Session, study_slug: str, ids: ProlificIds) -> Accepted | No
         raise ForbiddenError(_other_session(ids))
     held = _allocation(session, study.id, ids.participant_id)
     if held is not None and held.verification == Verification.flagged:
-        raise ForbiddenError(
-            "your earlier submission to this study was not confirmed by Prolific, so you "
-            "cannot take part again"
-        )
+        raise ForbiddenError(_NOT_CONFIRMED)
     finished = None
     if held is not None and held.status == AllocationStatus.submitted:
         assignment = session.get_one(Assignment, held.assignment_id)
@@ -269,6 +270,9 @@ def submit_labels(
         raise NotFoundError("no such assignment")
     check_study(session, study_slug=study.slug, ids=ids)
     _check_binding(session, study, ids)
+    held = _allocation(session, study.id, ids.participant_id)
+    if held is not None and held.verification == Verification.flagged:
+        raise ForbiddenError(_NOT_CONFIRMED)
     session.commit()  # the checks read; `submit` starts its own write transaction
     return submit(
         session=session,
@@ -292,6 +296,6 @@ def completion_url(*, session: Session, study_slug: str, ids: ProlificIds, base_
             "no labels are stored for this participant and session yet: finish the images first"
         )
     if held.verification == Verification.flagged:
-        raise ForbiddenError("this submission was not confirmed by Prolific")
+        raise ForbiddenError(_NOT_CONFIRMED)
     code = published_study(session, study).completion_code
     return f"{base_url}?{urlencode({'cc': code})}"

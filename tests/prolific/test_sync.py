@@ -137,6 +137,12 @@ def test_a_forged_participant_holding_an_assignment_is_released_and_kept_out(
         assert _assignments(url)[held.json()["assignment"]] == "available"
         again = web.post("/api/prolific/ours-fc/accept", json=ids)
         assert again.status_code == 403 and "not confirmed by Prolific" in again.json()["detail"]
+        late = web.post(
+            held.json()["submit_url"],
+            json={**ids, "labels": [{"position": p, "label": 1} for p in range(5)]},
+        )
+        assert late.status_code == 403 and "not confirmed by Prolific" in late.json()["detail"]
+        assert _assignments(url)[held.json()["assignment"]] == "available"
     session = session_for(url)
     try:
         allocation = session.scalars(select(Allocation)).one()
