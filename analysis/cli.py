@@ -2,7 +2,7 @@
 
     analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
-                  [--source auto|all|mturk|local] [--plot table2.png] [--figures DIR] [--out FILE]
+                  [--source auto|all|mturk|prolific|local] [--plot table2.png] [--figures DIR] [--out FILE]
                   [--seed 0] [--resamples 1999] [--bins 5]
     analyze-study plan --bundle DIR [--bundle DIR ...] --change-rate P [...] [--difference D]
                   [--assignments N] [--items 25] [--k 1] [--interleaved]
@@ -86,8 +86,9 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--source",
         choices=SOURCES,
         default="auto",
-        help="whose labels count: MTurk (confirmed by `mturk sync`), lab (invited codes), or "
-        "both; auto (default): a study's MTurk labels if it has HITs there, else its lab labels",
+        help="whose labels count: MTurk or Prolific (confirmed by their `sync`), lab (invited "
+        "codes), or all; auto (default): a study's market labels if it was published on a "
+        "market, else its lab labels",
     )
     method = parser.add_argument_group("statistics")
     method.add_argument(

@@ -18,8 +18,11 @@ from typing import Any
 from sqlalchemy import select
 
 from study_server.db.access import study_sessions
-from study_server.db.models import MTurkHit, Study
-from study_server.export import label_rows
+from study_server.db.models import Study
+from study_server.export import label_rows, study_markets
+
+# Worker sources that are recruitment markets (their submissions are confirmed by a sync).
+MARKET_SOURCES = ("mturk", "prolific")
 
 
 class AnalysisError(ValueError):
@@ -45,7 +48,7 @@ class LabelRow:
     original_label: int
     target: int | None
     label: int
-    worker_source: str  # "mturk" | "local"
+    worker_source: str  # "mturk" | "prolific" | "local"
     worker_id: str
     allocation_status: str
     verification: str  # "confirmed" | "flagged" | "unverified" | "not_applicable"
@@ -169,12 +172,13 @@ def read_export(path: str | Path) -> list[StudyLabels]:
         infos.setdefault(row.study, _info_from(raw))
     if not studies:
         raise AnalysisError(f"{file}: the export holds no labels")
-    # A CSV export names no markets: a study with MTurk labels in it was published there.
+    # A CSV export names no markets: a study with a market's labels in it was published there.
     return [
         StudyLabels(
-            replace(infos[slug], markets=("mturk",))
-            if any(row.worker_source == "mturk" for row in group)
-            else infos[slug],
+            replace(
+                infos[slug],
+                markets=tuple(m for m in MARKET_SOURCES if any(r.worker_source == m for r in group)),
+            ),
             tuple(group),
         )
         for slug, group in studies.items()
@@ -186,7 +190,6 @@ def read_database(
 ) -> list[StudyLabels]:
     """Labels of the studies `choose` picks among those in the study database."""
     with study_sessions(url) as sessions, sessions() as session:
-        published = set(session.scalars(select(MTurkHit.study_id).distinct()))
         infos = [
             StudyInfo(
                 study.slug,
@@ -194,7 +197,7 @@ def read_database(
                 study.network,
                 study.dataset,
                 tuple(study.class_names),
-                ("mturk",) if study.id in published else (),
+                tuple(study_markets(session, study)),
             )
             for study in session.scalars(select(Study).order_by(Study.slug))
         ]

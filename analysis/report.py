@@ -24,8 +24,12 @@ FORMATS = ("markdown", "csv", "json")
 SIMULATED_WORKER = "sim-"  # what analysis.simulate names its annotators
 SYNTHETIC_DATASET = "synthetic"  # what study_server.synthetic writes: demo images, never a study
 _SOURCE_TEXT = {
-    "all": "MTurk submissions confirmed by `mturk sync` and invited lab submissions",
+    "all": (
+        "MTurk submissions confirmed by `mturk sync`, Prolific submissions confirmed by "
+        "`prolific sync`, and invited lab submissions"
+    ),
     "mturk": "MTurk submissions confirmed by `mturk sync` only",
+    "prolific": "Prolific submissions confirmed by `prolific sync` only",
     "local": "invited lab (local-mode) submissions only",
 }
 

@@ -11,15 +11,18 @@ Which labels count (`exclusion_reason`), decided here once for the database and 
 - only submitted assignments (the server stores labels at submission, so this is a guard);
 - not adversarial images whose target is their true class: the model misclassified the
   original and the attack led it back, so "change" and "no change" would be the same label;
-- MTurk work only when `mturk sync` confirmed it: MTurk lists that assignment for that worker
-  on one of the study's HITs. Unverified (not yet synced) and flagged (MTurk does not confirm
-  it, or the requester rejected it) labels are left out and counted in the report's exclusions;
+- market work (MTurk, Prolific) only when the market's sync confirmed it: `mturk sync` finds
+  that assignment for that worker on one of the study's HITs, `prolific sync` finds that
+  submission (the participant's session) for that participant, completed, in the study's
+  submissions on Prolific. Unverified (not yet synced) and flagged (the market does not
+  confirm it, or the researcher rejected it) labels are left out and counted in the report's
+  exclusions;
 - lab labels count only when made with an invitation code (`invited`, from `study-server
-  invite`): the code is the lab's credential, in place of MTurk's confirmation. Lab labels
+  invite`): the code is the lab's credential, in place of a market's confirmation. Lab labels
   from before invitations (`not_applicable`: any code a visitor typed) never count.
-- whose labels by default (`--source auto`): a study with HITs published on a market counts
-  that market's confirmed submissions only, and its lab labels only with `--source all` or
-  `local`; a study without HITs counts its invited lab labels. The report says which it did,
+- whose labels by default (`--source auto`): a study published on a market counts that
+  market's confirmed submissions only, and its lab labels only with `--source all` or
+  `local`; a study on no market counts its invited lab labels. The report says which it did,
   and always shows labels per source.
 
 Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
@@ -53,16 +56,18 @@ from analysis.stats import Share
 from contract.names import DEFENSES, NETWORKS, canonical_network
 from contract.paper import Table2Row, paper_table2
 
-SOURCES = ("auto", "all", "mturk", "local")
+# The markets whose work counts once their sync confirmed it: worker source -> name, command.
+MARKETS = {"mturk": ("MTurk", "mturk"), "prolific": ("Prolific", "prolific")}
+SOURCES = ("auto", "all", *MARKETS, "local")
 OUTCOMES = ("change", "no_change", "other")
 OURS = "ours"
 
 
 def effective_source(source: str, info: StudyInfo) -> str:
-    """`auto`: the market's labels for a study with HITs on one, else the lab's."""
+    """`auto`: the labels of the market the study was published on, else the lab's."""
     if source != "auto":
         return source
-    return "mturk" if "mturk" in info.markets else "local"
+    return next((market for market in MARKETS if market in info.markets), "local")
 
 
 def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
@@ -74,22 +79,23 @@ def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
         # not an adversarial mistake, and "change" would equal "no change".
         return "attack target is the true class (original misclassified)"
     if row.worker_source == "local":
-        if source == "mturk":
-            return "lab (local-mode) label, left out (the study's MTurk labels count; add --source all)"
+        if source in MARKETS:
+            return f"lab (local-mode) label, left out by --source {source} (add --source all)"
         if row.verification == "invited":
             return None
         if row.verification == "not_applicable":
             return "lab label from a code nobody was invited with (before invitations)"
         return f"lab label with verification {row.verification}"
-    if source == "local":
-        return "MTurk label, left out by --source local"
+    market, command = MARKETS.get(row.worker_source, (row.worker_source, row.worker_source))
+    if source not in ("all", row.worker_source):
+        return f"{market} label, left out by --source {source}"
     if row.verification == "confirmed":
         return None
     if row.verification == "unverified":
-        return "MTurk submission not yet confirmed (run `mturk sync`)"
+        return f"{market} submission not yet confirmed (run `{command} sync`)"
     if row.verification == "flagged":
-        return "MTurk submission flagged (not confirmed by MTurk, or rejected)"
-    return f"MTurk submission with verification {row.verification}"
+        return f"{market} submission flagged (not confirmed by {market}, or rejected)"
+    return f"{market} submission with verification {row.verification}"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Before real money moves: the total shown, and typed back (or given as --confirm-cost).
+"""Confirming a cost before money is spent: the same rule for every market command.
 
-Shared by every market command that spends money (publishing, bonuses), so the rule is the
-same everywhere: on a live market nothing is spent until the person at the terminal has
-typed the exact total, or passed it with `--confirm-cost` in a script; the sandbox spends
-nothing and asks nothing.
+`mturk publish --live`, `prolific publish` and `prolific bonus` show what they will cost,
+then go on only if the person types that exact total at the prompt, or passed it as
+`--confirm-cost`. Anything else at the prompt stops (nothing spent). Without a terminal and
+without `--confirm-cost` it is bad input (exit 2) naming the amount to pass, so a script
+never spends by default; a `--confirm-cost` that is not the total is bad input too.
 """
 
 from __future__ import annotations
@@ -15,8 +16,50 @@ from typing import Protocol
 
 from contract.cli import UsageError
 
+CURRENCY_SYMBOLS = {"USD": "$", "GBP": "£"}
+
+
+def money(amount: Decimal, currency: str = "USD") -> str:
+    """`$2.40`, `£5.33`; the ISO code after the number for other currencies."""
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{amount:.2f}" if symbol else f"{amount:.2f} {currency}"
+
+
+def confirm_total(
+    total: Decimal,
+    *,
+    agreed: str | None,
+    currency: str = "USD",
+    verb: str = "publish",
+    nothing: str = "nothing published",
+) -> bool:
+    """Whether the person agreed to spend exactly `total` (see the module's rule); `verb` and
+    `nothing` word the prompt and the refusal ("pay", "nothing paid")."""
+    text = f"{total:.2f}"
+    if agreed is not None:
+        try:
+            value = Decimal(agreed.strip().lstrip("$£"))
+        except InvalidOperation as error:
+            raise UsageError(
+                f"--confirm-cost must be an amount in {currency} like {text}, got {agreed!r}"
+            ) from error
+        if value != total:
+            raise UsageError(
+                f"--confirm-cost {agreed} does not match the total cost {money(total, currency)}; "
+                f"{nothing}"
+            )
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"spending real money needs confirmation: rerun with --confirm-cost {text}"
+        )
+    answer = input(f"Type the total cost ({text}) to {verb}, anything else to stop: ")
+    return answer.strip().lstrip("$£") == text
+
 
 class CostPlan(Protocol):
+    """What a spending command shows before it spends (a publish plan, a bonus plan)."""
+
     sandbox: bool
 
     @property
@@ -28,31 +71,16 @@ class CostPlan(Protocol):
 def cost_confirmation(
     confirm_cost: str | None, *, action: str, say: Callable[[str], None] = print
 ) -> Callable[[CostPlan], bool]:
-    """A `confirm(plan)` callback: True once the live total is agreed; UsageError when a
-    given --confirm-cost is malformed or differs, or nobody is at a terminal to type it."""
+    """A `confirm(plan)` callback for a market with a sandbox (MTurk): the sandbox spends
+    nothing and asks nothing; on the live market the plan is shown and `confirm_total`'s
+    rule applies."""
 
     def confirm(plan: CostPlan) -> bool:
         if plan.sandbox:
             return True
-        total = f"{plan.total_cost:.2f}"
         say(f"About to {action} on the LIVE market: {plan.describe()}")
-        if confirm_cost is not None:
-            try:
-                agreed = Decimal(confirm_cost.lstrip("$"))
-            except InvalidOperation as error:
-                raise UsageError(
-                    f"--confirm-cost must be an amount like {total}, got {confirm_cost!r}"
-                ) from error
-            if agreed != plan.total_cost:
-                raise UsageError(
-                    f"--confirm-cost {confirm_cost} does not match the total cost ${total}; "
-                    "nothing spent"
-                )
-            return True
-        if not sys.stdin.isatty():
-            raise UsageError(f"{action} on the live market needs confirmation: rerun with "
-                             f"--confirm-cost {total}")  # fmt: skip
-        answer = input(f"Type the total cost ({total}) to {action}, anything else to stop: ")
-        return answer.strip().lstrip("$") == total
+        return confirm_total(
+            plan.total_cost, agreed=confirm_cost, verb=action, nothing="nothing spent"
+        )
 
     return confirm

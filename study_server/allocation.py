@@ -310,10 +310,15 @@ def expire_overdue(session: Session, *, study_id: int, now: datetime) -> None:
 
 def release_flagged(session: Session, allocation: Allocation, *, reason: str) -> None:
     """Rule 6: the submission stops counting, keeps its labels; its images go back to the
-    pool unless another claim holds them. Call inside the caller's write transaction."""
+    pool unless another claim holds them. A hold not yet submitted (a forged claim the
+    market does not know, or work returned on the market) ends at once. Call inside the
+    caller's write transaction."""
     was = allocation.verification
     allocation.verification = Verification.flagged
     allocation.verification_note = reason
+    if allocation.status == AllocationStatus.active:
+        allocation.status = AllocationStatus.expired
+        allocation.source_address = None
     session.flush()
     refresh_assignments(session, [allocation.assignment_id])
     if was != Verification.flagged:

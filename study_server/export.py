@@ -21,6 +21,7 @@ from study_server.db.models import (
     Assignment,
     Label,
     MTurkHit,
+    ProlificStudy,
     Stimulus,
     Study,
     Worker,
@@ -49,9 +50,13 @@ def study_meta(study: Study, *, markets: list[str] | None = None) -> dict[str, A
 
 
 def study_markets(session: Session, study: Study) -> list[str]:
-    """The markets the study has HITs published on (the analysis counts theirs by default)."""
-    published = session.scalar(select(MTurkHit.id).where(MTurkHit.study_id == study.id).limit(1))
-    return ["mturk"] if published is not None else []
+    """The markets the study was published on (the analysis counts theirs by default)."""
+    markets = []
+    if session.scalar(select(MTurkHit.id).where(MTurkHit.study_id == study.id).limit(1)):
+        markets.append("mturk")
+    if session.scalar(select(ProlificStudy.id).where(ProlificStudy.study_id == study.id)):
+        markets.append("prolific")
+    return markets
 
 
 def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[str, Any]]]:

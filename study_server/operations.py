@@ -207,7 +207,7 @@ def _accept_once(
             session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
         )
         _check_mturk_assignment(session, mturk=mturk, worker=worker)
-    elif invite is None or invite.study_id != study.id:
+    elif worker.source == WorkerSource.local and (invite is None or invite.study_id != study.id):
         raise ForbiddenError("this invitation code is not one of this study")
     rules.expire_overdue(session, study_id=study.id, now=now)
     worker_row = _get_or_create_worker(session, worker)
@@ -248,7 +248,7 @@ def _accept_once(
         session,
         study_id=study.id,
         address=claimant.address,
-        lab=mturk is None,
+        lab=worker.source == WorkerSource.local,
         now=now,
         policy=policy,
     )
@@ -268,7 +268,10 @@ def _accept_once(
     allocation.allocated_at = now
     allocation.expires_at = rules.hold_deadline(hit, now=now, policy=policy)
     allocation.submitted_at = None
-    allocation.verification = Verification.unverified if mturk else Verification.invited
+    # Lab work counts by its invitation; MTurk and Prolific work waits for their sync.
+    allocation.verification = (
+        Verification.invited if worker.source == WorkerSource.local else Verification.unverified
+    )
     allocation.verification_note = None
     allocation.source_address = claimant.address
     allocation.mturk_assignment_id = allocation.hit_id = allocation.turk_submit_to = None

@@ -1,13 +1,13 @@
 """The one place where runtime settings live.
 
-Everything the study server, the `mturk` command and `analyze-study` read from the
-environment is declared here, so a deployment is described by one set of variables
+Everything the study server, the `mturk` and `prolific` commands and `analyze-study` read
+from the environment is declared here, so a deployment is described by one set of variables
 (prefix ``ADVCRITIC_``, plus the conventional ``DATABASE_URL``). Nothing else in the
 project reads ``os.environ`` for configuration.
 
 Defaults are the embedded ones (SQLite in the working folder, MTurk sandbox); secrets
 have no default that would work in production: the admin token must be set before the
-admin endpoints answer.
+admin endpoints answer, and the Prolific token before `prolific` does anything.
 """
 
 from __future__ import annotations
@@ -90,6 +90,55 @@ class LimitSettings(BaseSettings):
     exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
+PROLIFIC_API_URL = "https://api.prolific.com"
+# Where a participant who finished is sent, with `?cc=<the study's completion code>`.
+PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete"
+
+
+class ProlificSettings(BaseSettings):
+    """How a study is published on Prolific: money, time, who may take part, where the API is.
+
+    Money is in the workspace's currency (Prolific charges GBP or USD, per workspace). The
+    service fee is Prolific's commission on rewards and bonuses; 33.3% is the rate we
+    understood Prolific to charge academic researchers, NOT verified against Prolific's price
+    list: the lab must check its own workspace's rate (and VAT, which Prolific adds to the
+    fee for some workspaces). `prolific publish` also asks Prolific's cost calculator and
+    refuses to go on when it quotes another total, so a wrong rate here is caught, not paid.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ADVCRITIC_PROLIFIC_", extra="ignore", populate_by_name=True
+    )
+
+    # The API token (Prolific app: Settings -> API token); Prolific's own CLI reads PROLIFIC_TOKEN.
+    token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ADVCRITIC_PROLIFIC_TOKEN", "PROLIFIC_TOKEN")
+    )
+    # Overridden by tests and rehearsals to point at the loopback fake (markets.prolific.fake).
+    api_url: str = PROLIFIC_API_URL
+    completion_url: str = PROLIFIC_COMPLETION_URL
+    # The workspace that pays (its balance, its participant groups) and, optionally, the project.
+    workspace_id: str | None = None
+    project_id: str | None = None
+    currency: str = Field(default="GBP", pattern=r"^(GBP|USD)$")
+    reward: Decimal = Field(default=Decimal("1.00"), ge=Decimal("0.01"), decimal_places=2)
+    service_fee_fraction: Decimal = Field(default=Decimal("0.333"), ge=0, le=1)
+    vat_fraction: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    name: str = "Label 25 handwritten digits"
+    description: str = (
+        "Look at 25 small images of handwritten digits and pick the digit each one shows. "
+        "It takes about 6 minutes, on a computer or a tablet."
+    )
+    estimated_minutes: int = Field(default=6, ge=1)
+    # Prolific times a participant out after this; it must not exceed the server's hold
+    # (ADVCRITIC_ALLOCATION_TIMEOUT_S, 20 min by default), checked by `prolific publish`, so
+    # nobody still within Prolific's time finds their images given to someone else.
+    maximum_allowed_minutes: int = Field(default=20, ge=2)
+    device_compatibility: list[str] = Field(default_factory=lambda: ["desktop", "tablet"])
+    max_retries: int = Field(default=5, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Settings for the study server and the study tools."""
 
@@ -124,6 +173,7 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     mturk: MTurkSettings = Field(default_factory=MTurkSettings)
+    prolific: ProlificSettings = Field(default_factory=ProlificSettings)
 
 
 @lru_cache(maxsize=1)

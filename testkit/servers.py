@@ -43,9 +43,10 @@ def make_settings(url: str, **overrides: Any) -> Settings:
 
 
 @dataclass
-class LiveServer:
+class AsgiServer:
+    """An ASGI app served by uvicorn in a thread of this process, on a loopback port."""
+
     url: str
-    settings: Settings
     server: uvicorn.Server
     thread: threading.Thread
 
@@ -57,20 +58,18 @@ class LiveServer:
         self.thread.join(timeout=15)
 
 
-def start_live_server(settings: Settings) -> LiveServer:
-    from study_server.api.app import create_app
-    from study_server.api.clients import uvicorn_proxy_options
+@dataclass
+class LiveServer(AsgiServer):
+    settings: Settings
 
+
+def serve_asgi(app: Any, **uvicorn_options: Any) -> AsgiServer:
+    """Start `app` (the study server, or a market's fake) on a pre-bound loopback socket."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level="warning",
-        access_log=False,
-        **uvicorn_proxy_options(settings),  # type: ignore[arg-type]
-    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, **uvicorn_options)
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn-{port}"
@@ -81,9 +80,15 @@ def start_live_server(settings: Settings) -> LiveServer:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the live server did not start")
         time.sleep(0.02)
-    return LiveServer(
-        url=f"http://127.0.0.1:{port}", settings=settings, server=server, thread=thread
-    )
+    return AsgiServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+
+
+def start_live_server(settings: Settings) -> LiveServer:
+    from study_server.api.app import create_app
+    from study_server.api.clients import uvicorn_proxy_options
+
+    served = serve_asgi(create_app(settings), **uvicorn_proxy_options(settings))
+    return LiveServer(url=served.url, server=served.server, thread=served.thread, settings=settings)
 
 
 def free_port() -> int:

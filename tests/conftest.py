@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.server",
     "tests.fixtures.mturk",
+    "tests.fixtures.prolific",
 ]

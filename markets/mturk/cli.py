@@ -12,16 +12,18 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from contract.cli import UsageError, run_command
+from contract.cli import UsageError
 from markets.confirm import cost_confirmation
+from markets.console import ReviewReport, report_review, run_market_command
+from markets.console import counts as _counts
+from markets.console import say as _say
 from markets.mturk import errors
 from markets.mturk.bonus import BonusDeclined, BonusRefused, pay_bonus, plan_bonus
 from markets.mturk.client import MTurkClient
@@ -34,10 +36,8 @@ from markets.mturk.publish import (
     publish,
 )
 from markets.mturk.question import QuestionError
-from markets.mturk.review import ReviewRefused, ReviewReport, approve, reject
+from markets.mturk.review import ReviewRefused, approve, reject
 from markets.mturk.sync import SyncReport, sync
-from study_server.db.access import DatabaseNotReady, study_sessions
-from study_server.db.store import StudyNotFound
 from study_server.settings import Settings, get_settings
 
 Sessions = sessionmaker[Session]
@@ -185,8 +185,6 @@ def _client(args: argparse.Namespace, settings: Settings) -> MTurkClient:
     return MTurkClient(settings.mturk, sandbox=not args.live, profile=args.profile)
 
 
-def _say(message: str, stream: TextIO | None = None) -> None:
-    print(message, file=stream or sys.stdout, flush=True)
 
 
 def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -240,10 +238,6 @@ def _page_url(settings: Settings, url: str | None, study: str) -> str:
 
 def _market(args: argparse.Namespace) -> str:
     return "LIVE marketplace" if args.live else "sandbox"
-
-
-def _counts(counter: Mapping[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counter.items())) or "none"
 
 
 def _status(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -372,15 +366,9 @@ def _watch(
 
 
 def _review_output(report: ReviewReport, args: argparse.Namespace) -> int:
-    verb = report.decision.lower()
-    _say(f"study {args.study} on the {_market(args)}: {verb} {len(report.done)} assignment(s)")
-    for assignment_id in report.done:
-        _say(f"  {verb} {assignment_id}")
-    for assignment_id in report.left_for_review:
-        _say(f"  left for review (no confirmed labels on the server): {assignment_id}")
-    for assignment_id, reason in report.failed:
-        _say(f"  not {verb} {assignment_id}: {reason}", sys.stderr)
-    return 1 if report.failed else 0
+    return report_review(
+        report, where=f"study {args.study} on the {_market(args)}", unit="assignment"
+    )
 
 
 def _approve(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
@@ -486,24 +474,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     settings = settings or get_settings()
     args = build_parser(settings).parse_args(argv)
 
-    def call() -> int:
-        if args.command == "balance":
-            return args.handler(args, settings, None)  # needs no database
-        with study_sessions(args.database_url) as sessions:
-            return args.handler(args, settings, sessions)
-
-    return run_command(
-        f"mturk {args.command}",
-        call,
-        usage=(
-            StudyNotFound,
-            DatabaseNotReady,
-            QuestionError,
-            ReviewRefused,
-            HoldOutlastsAssignment,
-            BonusRefused,
-            NotifyRefused,
-        ),
+    return run_market_command(
+        "mturk",
+        args,
+        settings,
+        usage=(QuestionError, ReviewRefused, HoldOutlastsAssignment, BonusRefused, NotifyRefused),
         refused=(errors.MTurkError, PublishDeclined, PublishConflict, BonusDeclined),
     )
 

@@ -13,11 +13,11 @@ refusal from MTurk (already approved, auto-approved meanwhile) does not stop the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from markets.console import ReviewReport
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
 from markets.mturk.publish import marketplace_name
@@ -33,14 +33,6 @@ MIN_REJECTION_REASON = 10
 
 class ReviewRefused(ValueError):
     """The ids or the reason given cannot be acted on (unknown, not submitted, too vague)."""
-
-
-@dataclass
-class ReviewReport:
-    decision: str
-    done: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    left_for_review: list[str] = field(default_factory=list)
 
 
 def _submitted(session: Session, study_id: int, sandbox: bool) -> dict[str, MTurkAssignment]:

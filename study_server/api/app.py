@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from study_server.api.clients import ClientGate, RateLimit
-from study_server.api.routes import admin, health, labeling, pages
+from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.db.session import create_db_engine, create_session_factory
 from study_server.db.store import record_event
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.study_pages = {}  # slug -> pages.StudyPage; studies are immutable once imported
     app.include_router(pages.router)
     app.include_router(labeling.router)
+    app.include_router(prolific.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -111,3 +111,26 @@ class SaveLabelResponse(BaseModel):
 class SubmitResponse(BaseModel):
     status: Literal["stored", "already_submitted"]
     labels: int
+
+
+# Prolific's ids (PROLIFIC_PID, STUDY_ID, SESSION_ID): 24 hexadecimal characters.
+ProlificId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{24}$")]
+
+
+class ProlificIdsIn(_Request):
+    participant_id: ProlificId
+    study_id: ProlificId
+    session_id: ProlificId
+
+
+class ProlificSaveLabelRequest(ProlificIdsIn):
+    label: StrictInt
+    response_ms: ResponseMs | None = None
+
+
+class ProlificSubmitRequest(ProlificIdsIn):
+    labels: Annotated[list[LabelIn], Field(min_length=1, max_length=MAX_ITEMS)]
+
+
+class CompletionResponse(BaseModel):
+    completion_url: str

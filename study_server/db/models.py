@@ -115,12 +115,14 @@ class AllocationStatus(str, enum.Enum):
 class WorkerSource(str, enum.Enum):
     mturk = "mturk"
     local = "local"
+    prolific = "prolific"
 
 
 class Verification(str, enum.Enum):
     """Whether a submission the server recorded counts (see `mturk sync`, `study-server invite`).
 
-    MTurk work is `unverified` until `mturk sync` makes it `confirmed` or `flagged`. Lab work
+    Market work (MTurk, Prolific) is `unverified` until `mturk sync` / `prolific sync` makes
+    it `confirmed` or `flagged`. Lab work
     made with an invitation code is `invited`; `not_applicable` is lab work from before
     invitations (any code a visitor typed), which the analysis no longer counts.
     """
@@ -391,5 +393,87 @@ class MTurkBonus(Base):
     reason: Mapped[str] = mapped_column(Text)
     unique_request_token: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[BonusStatus] = mapped_column(_enum(BonusStatus), default=BonusStatus.pending)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ProlificStudy(Base):
+    """The Prolific study a study is published as (one per study), found again by its
+    `internal_name` after a crash (see `prolific publish`)."""
+
+    __tablename__ = "prolific_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), unique=True)
+    prolific_study_id: Mapped[str] = mapped_column(String(24), unique=True)
+    internal_name: Mapped[str] = mapped_column(String(128), unique=True)
+    # Revealed to a participant only after the server stored their labels.
+    completion_code: Mapped[str] = mapped_column(String(32))
+    external_study_url: Mapped[str] = mapped_column(Text)
+    places: Mapped[int] = mapped_column(Integer)
+    # Per place, in the minor unit (pence / cents) of the workspace's currency, as Prolific has it.
+    reward_minor: Mapped[int] = mapped_column(Integer)
+    # UNPUBLISHED | ACTIVE | PAUSED | AWAITING REVIEW | COMPLETED, as Prolific last said.
+    status: Mapped[str] = mapped_column(String(32))
+    exclusion_group_id: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ProlificSession(Base):
+    """A Prolific participant's session in a study, bound at their first visit: the page
+    takes part only with this (participant, session) pair afterwards."""
+
+    __tablename__ = "prolific_sessions"
+    __table_args__ = (UniqueConstraint("study_id", "participant_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[str] = mapped_column(String(24))
+    # Prolific's SESSION_ID, which is the id of the participant's submission on Prolific.
+    session_id: Mapped[str] = mapped_column(String(24), unique=True)
+    prolific_study_id: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class ProlificSubmission(Base):
+    """What Prolific lists for a study's submission (filled by `prolific sync`)."""
+
+    __tablename__ = "prolific_submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prolific_study_id: Mapped[str] = mapped_column(
+        ForeignKey("prolific_studies.prolific_study_id", ondelete="CASCADE"), index=True
+    )
+    submission_id: Mapped[str] = mapped_column(String(24), unique=True)
+    participant_id: Mapped[str] = mapped_column(String(24))
+    # RESERVED | ACTIVE | AWAITING REVIEW | APPROVED | REJECTED | RETURNED | TIMED-OUT | ...
+    status: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    study_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProlificBonus(Base):
+    """One bulk bonus payment: created on Prolific, then paid once. Prolific's pay call is not
+    idempotent, so the row says `paying` before the call and `paid` after it."""
+
+    __tablename__ = "prolific_bonuses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    bulk_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # [[participant id, amount in the workspace's currency as a decimal string], ...]
+    bonuses: Mapped[list[list[str]]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    # Prolific's figures for the whole payment, in the minor unit of the workspace's currency.
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    fees_minor: Mapped[int] = mapped_column(Integer)
+    vat_minor: Mapped[int] = mapped_column(Integer)
+    total_minor: Mapped[int] = mapped_column(Integer)
+    # created -> paying -> paid
+    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -36,6 +36,18 @@ def find_study(session: Session, slug: str, *, list_known: bool = False) -> Stud
     raise StudyNotFound(f"no study {slug!r} in the database (studies: {listing})")
 
 
+def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
+    """The studies whose participants may not take part in this one, itself included.
+
+    The one hook for cross-study exclusion: today a study stands alone, so this is just the
+    study; when studies are grouped into an experiment (several defenses, one pool of people),
+    it returns every study of the experiment, and the server's refusal of a Prolific
+    participant (`prolific_entry`) and Prolific's filters (`prolific publish`) follow; MTurk's
+    qualification does not use it yet.
+    """
+    return [study_id]
+
+
 def assignment_count(session: Session, *, study_id: int) -> int:
     query = select(func.count()).select_from(Assignment).where(Assignment.study_id == study_id)
     return session.scalar(query) or 0

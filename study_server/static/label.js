@@ -12,6 +12,10 @@
 // loading: the accept answers with the labels saved so far, and the task resumes at the
 // first image without one. Only after the server has stored the submission does the page
 // post to MTurk's externalSubmit, so MTurk never hears of a submission the study does not have.
+//
+// A source whose ids are more than a worker id (Prolific: participant, study, session) passes
+// them as config.identity, sent with every request; Prolific's participants then get the
+// completion URL from the server (config.completeUrl), which gives it only for stored labels.
 (function () {
   "use strict";
 
@@ -61,13 +65,15 @@
     return data;
   }
 
-  // Who is acting: MTurk's ids, or the lab invitation code.
+  // Who is acting: Prolific's ids, MTurk's ids, or the lab invitation code.
   function who() {
+    if (config.identity) return Object.assign({}, config.identity);
     if (config.mode === "mturk") return { worker_id: config.workerId, mturk_assignment_id: config.assignmentId };
     return { code: config.code };
   }
 
   function acceptBody() {
+    if (config.identity) return Object.assign({}, config.identity);
     if (config.mode === "mturk") {
       return {
         worker_id: config.workerId,
@@ -212,8 +218,18 @@
       go("done");
     },
 
-    done() {
+    async done() {
       byId("notice").hidden = true;
+      if (config.mode === "prolific") {
+        byId("done-text").textContent = "Your answers are saved. Taking you back to Prolific...";
+        try {
+          const finished = await send("POST", config.completeUrl, config.identity);
+          window.location.assign(finished.completion_url);
+        } catch (error) {
+          showError(error.message + " Reload this page to try again.");
+        }
+        return;
+      }
       if (config.mode !== "mturk") {
         byId("done-text").textContent = "Your answers are saved. You may close this page.";
         return;

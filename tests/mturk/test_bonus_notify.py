@@ -214,7 +214,7 @@ def test_live_spending_needs_the_exact_total_typed_or_given(monkeypatch):
     assert cost_confirmation("$0.90", action="pay bonuses", say=said.append)(Plan(sandbox=False))
     with pytest.raises(UsageError, match="does not match the total cost \\$0.90"):
         cost_confirmation("1.00", action="pay bonuses", say=said.append)(Plan(sandbox=False))
-    with pytest.raises(UsageError, match="must be an amount like 0.90"):
+    with pytest.raises(UsageError, match="must be an amount in USD like 0.90"):
         cost_confirmation("lots", action="pay bonuses", say=said.append)(Plan(sandbox=False))
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(UsageError, match="needs confirmation: rerun with --confirm-cost 0.90"):

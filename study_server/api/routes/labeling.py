@@ -56,7 +56,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _audited(
+def audit_refusals(
     action: str, worker: WorkerRef | None, detail: dict[str, Any], work: Callable[[Session], T]
 ) -> Callable[[Session], T]:
     """`work`, with a refusal noted in the audit of events before it becomes its HTTP error."""
@@ -132,12 +132,27 @@ async def accept_assignment(
             invite=invite,
         )
 
-    accepted = await in_session(request, _audited("accept", audited_worker, {"study": slug}, work))
+    accepted = await in_session(
+        request, audit_refusals("accept", audited_worker, {"study": slug}, work)
+    )
+    return accept_response(request, accepted)
+
+
+def accept_response(
+    request: Request,
+    accepted: Accepted,
+    *,
+    submit_route: str = "submit_labels",
+    label_route: str = "save_label",
+) -> AcceptResponse:
+    """The answer to an accept: the items' URLs (their images kept in the app's cache), where
+    each label is saved as it is given, and where the labels go (`submit_route`, each
+    source's own submit endpoint)."""
     public_id = accepted.assignment_public_id
     request.app.state.item_images.remember(public_id, accepted.item_images, accepted.expires_at)
     # url_for once (it is slow), then the positions: ".../items/0" -> ".../items/<n>"
     items_prefix = request.url_for("item_image", public_id=public_id, position="0").path[:-1]
-    labels_prefix = request.url_for("save_label", public_id=public_id, position="0").path[:-1]
+    labels_prefix = request.url_for(label_route, public_id=public_id, position="0").path[:-1]
     return AcceptResponse(
         outcome=accepted.outcome.value,
         assignment=public_id,
@@ -145,7 +160,7 @@ async def accept_assignment(
         class_names=accepted.class_names,
         item_urls=[f"{items_prefix}{position}" for position in range(accepted.num_items)],
         label_url_prefix=labels_prefix,
-        submit_url=request.url_for("submit_labels", public_id=public_id).path,
+        submit_url=request.url_for(submit_route, public_id=public_id).path,
         expires_at=accepted.expires_at,
         labels=[
             SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms)
@@ -194,7 +209,7 @@ async def put_label(
 
     await in_session(
         request,
-        _audited("save_label", audited, {"assignment": public_id, "position": position}, work),
+        audit_refusals("save_label", audited, {"assignment": public_id, "position": position}, work),
     )
     return SaveLabelResponse(status="saved")
 
@@ -217,7 +232,9 @@ async def submit_labels(
             now=_now(),
         )
 
-    result = await in_session(request, _audited("submit", audited, {"assignment": public_id}, work))
+    result = await in_session(
+        request, audit_refusals("submit", audited, {"assignment": public_id}, work)
+    )
     return SubmitResponse(
         status="already_submitted" if result.already_submitted else "stored",
         labels=result.num_labels,

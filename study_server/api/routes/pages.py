@@ -54,7 +54,7 @@ router = APIRouter(include_in_schema=False)
 QueryText = Annotated[str | None, Query(max_length=512)]
 
 
-def _message(request: Request, error: StudyError) -> HTMLResponse:
+def message_page(request: Request, error: StudyError) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "message.html",
@@ -88,7 +88,7 @@ class StudyPage:
         return f"{self.fewest_items}\u2013{self.most_items}"
 
 
-async def _study(request: Request, slug: str) -> StudyPage:
+async def study_page(request: Request, slug: str) -> StudyPage:
     """The study's page data; read from the database once per study and app.
 
     A study never changes after import (nothing updates or deletes one), so the pages keep
@@ -117,15 +117,15 @@ def _noun(class_names: Sequence[str]) -> str:
     return "digit" if all(name.isdigit() for name in class_names) else "class"
 
 
-def _label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) -> HTMLResponse:
+def label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) -> HTMLResponse:
     context = {
         "title": "Label images",
         "noun": _noun(study.class_names),
         "num_items": study.most_items,
         "items_text": study.items_text,
         "config": {
-            **config,
             "acceptUrl": request.url_for("accept", slug=study.slug).path,
+            **config,  # a source may name its own endpoints (Prolific does)
             "classNames": list(study.class_names),
         },
     }
@@ -143,7 +143,7 @@ async def hit_page(
     turkSubmitTo: QueryText = None,
 ) -> HTMLResponse:
     try:
-        study = await _study(request, slug)
+        study = await study_page(request, slug)
         if assignmentId == PREVIEW_ASSIGNMENT_ID:
             return templates.TemplateResponse(
                 request,
@@ -162,9 +162,9 @@ async def hit_page(
             "workerId": _check_id("workerId", workerId),
             "turkSubmitTo": normalized_submit_host(settings, turkSubmitTo),
         }
-        return _label_page(request, study=study, config=config)
+        return label_page(request, study=study, config=config)
     except StudyError as error:
-        return _message(request, error)
+        return message_page(request, error)
 
 
 @router.get("/lab/{slug}", response_class=HTMLResponse)
@@ -176,7 +176,7 @@ async def lab_start(
     try:
         if not settings.local_mode:
             raise NotFoundError("the lab mode is off on this server")
-        study = await _study(request, slug)
+        study = await study_page(request, slug)
         if code is None:
             return templates.TemplateResponse(
                 request,
@@ -192,9 +192,9 @@ async def lab_start(
         if not re.fullmatch(CODE_PATTERN, code):
             raise InvalidInputError("this is not an invitation code (letters, digits and '-')")
         await in_session(request, lambda session: _check_invitation(session, study, code))
-        return _label_page(request, study=study, config={"mode": "local", "code": code})
+        return label_page(request, study=study, config={"mode": "local", "code": code})
     except StudyError as error:
-        return _message(request, error)
+        return message_page(request, error)
 
 
 def _check_invitation(session: Session, study: StudyPage, code: str) -> None:
