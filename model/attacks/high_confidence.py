@@ -181,6 +181,21 @@ def high_confidence_attack_unrolled(
     return adversarial.clamp(0.0, 1.0) if clip else adversarial
 
 
+def resolve_targets(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+) -> torch.Tensor:
+    """The attack's targets: as given, or the class of the closest decision boundary from
+    `labels` (the paper's choice); int64 on `x`'s device, one per sample."""
+    if targets is None:
+        targets = closest_boundary_targets(model, x, labels)
+    targets = targets.to(x.device, torch.long)
+    if targets.shape != labels.shape:
+        raise ValueError(
+            f"targets must have shape {tuple(labels.shape)}, got {tuple(targets.shape)}"
+        )
+    return targets
+
+
 class HighConfidenceAttack(Attack):
     """The evaluation form of A_f: iterate eq. (7) until the target has confidence C.
 
@@ -242,13 +257,7 @@ class HighConfidenceAttack(Attack):
         confidence: torch.Tensor | float | None = None,
     ) -> RunOutput:
         x = inputs
-        if targets is None:
-            targets = closest_boundary_targets(model, x, labels)
-        targets = targets.to(x.device, torch.long)
-        if targets.shape != labels.shape:
-            raise ValueError(
-                f"targets must have shape {tuple(labels.shape)}, got {tuple(targets.shape)}"
-            )
+        targets = resolve_targets(model, x, labels, targets)
         c = per_sample_confidence(
             model_confidence(model, x) if confidence is None else confidence, x
         )

@@ -36,9 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.attacks.base import Attack, RunOutput, batch_view, project_perturbation
-from model.attacks.gradients import closest_boundary_targets
-
-AUTHORS_EPSILON = 1e-8
+from model.attacks.high_confidence import AUTHORS_EPSILON, resolve_targets
 
 
 def float32_confidence(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -117,13 +115,7 @@ class AuthorsHighConfidenceAttack(Attack):
         confidence: torch.Tensor | float | None = None,
     ) -> RunOutput:
         x = inputs
-        if targets is None:
-            targets = closest_boundary_targets(model, x, labels)
-        targets = targets.to(x.device, torch.long)
-        if targets.shape != labels.shape:
-            raise ValueError(
-                f"targets must have shape {tuple(labels.shape)}, got {tuple(targets.shape)}"
-            )
+        targets = resolve_targets(model, x, labels, targets)
         if confidence is None:
             c = float32_confidence(model, x)
         else:
