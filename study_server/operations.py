@@ -23,12 +23,16 @@ transaction that loses a race on them is retried from the start.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -498,6 +502,27 @@ def _submit_once(
     return Submitted(already_submitted=False, num_labels=len(labels))
 
 
+def draft_values(
+    *,
+    assignment_public_id: str,
+    worker: WorkerRef,
+    mturk_assignment_id: str | None,
+    item: LabelInput,
+    now: datetime,
+) -> dict[str, Any]:
+    """The parameters of `save_draft_statement` for one label."""
+    return {
+        "public_id": assignment_public_id,
+        "source": worker.source.value,
+        "external_id": worker.external_id,
+        "mturk_assignment_id": mturk_assignment_id,
+        "position": item.position,
+        "label": item.label,
+        "response_ms": item.response_ms,
+        "now": now,
+    }
+
+
 def save_label(
     *,
     session: Session,
@@ -508,13 +533,104 @@ def save_label(
     now: datetime,
 ) -> None:
     """Keep one label as the person gives it (a reload resumes after it). Only while the hold
-    is active; the submission, not this, is what the study stores."""
+    is active; the submission, not this, is what the study stores.
+
+    The page sends one of these per image, so it is the server's most frequent write. The
+    common case is one statement (`save_draft_statement`); only when it writes nothing does
+    the detailed path run, to say why (`explain_unsaved_label`)."""
+    values = draft_values(
+        assignment_public_id=assignment_public_id,
+        worker=worker,
+        mturk_assignment_id=mturk_assignment_id,
+        item=item,
+        now=now,
+    )
+    begin_write(session)  # SQLite: take the write lock first (session.py says why)
+    written = save_draft(session.connection(), values)
+    session.commit()
+    if not written:
+        explain_unsaved_label(
+            session=session,
+            assignment_public_id=assignment_public_id,
+            worker=worker,
+            mturk_assignment_id=mturk_assignment_id,
+            item=item,
+            now=now,
+        )
+
+
+def save_draft(connection: Connection, values: dict[str, Any]) -> bool:
+    """The common case of `save_label`, one statement; False when a rule refused it (then
+    `explain_unsaved_label` says which). The caller commits."""
+    statement = save_draft_statement(connection.dialect.name)
+    return connection.execute(statement, values).first() is not None
+
+
+def explain_unsaved_label(
+    *,
+    session: Session,
+    assignment_public_id: str,
+    worker: WorkerRef,
+    mturk_assignment_id: str | None,
+    item: LabelInput,
+    now: datetime,
+) -> None:
+    """The rules of `save_draft_statement` checked one by one: raises the refusal that
+    applies (or saves the label, if the state changed in between)."""
     _retrying(
         session,
         lambda: _save_label_once(
             session, assignment_public_id, worker, mturk_assignment_id, item, now
         ),
     )
+
+
+@functools.cache
+def save_draft_statement(dialect: str) -> Any:
+    """INSERT INTO label_drafts ... SELECT <the caller's hold, if every rule holds>
+    ON CONFLICT (allocation_id, position) DO UPDATE: one round trip, no lock (a draft is
+    the caller's own row; a hold that ends meanwhile just leaves a draft nobody reads)."""
+    now = bindparam("now")
+    position = bindparam("position")
+    label = bindparam("label")
+    rows = (
+        select(
+            Allocation.id,
+            position,
+            label,
+            bindparam("response_ms"),
+            now,
+        )
+        .select_from(Assignment)
+        .join(Allocation, Allocation.assignment_id == Assignment.id)
+        .join(Worker, Worker.id == Allocation.worker_id)
+        .join(Study, Study.id == Assignment.study_id)
+        .join(
+            AssignmentItem,
+            (AssignmentItem.assignment_id == Assignment.id) & (AssignmentItem.position == position),
+        )
+        .where(
+            Assignment.public_id == bindparam("public_id"),
+            Allocation.study_id == Assignment.study_id,
+            Worker.source == bindparam("source"),
+            Worker.external_id == bindparam("external_id"),
+            Allocation.status == AllocationStatus.active,
+            Allocation.expires_at >= now,
+            Allocation.mturk_assignment_id.is_not_distinct_from(bindparam("mturk_assignment_id")),
+            label >= 0,
+            label < Study.num_classes,
+        )
+    )
+    columns = ["allocation_id", "position", "label", "response_ms", "saved_at"]
+    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = upsert(LabelDraft.__table__).from_select(columns, rows)
+    return statement.on_conflict_do_update(
+        index_elements=["allocation_id", "position"],
+        set_={
+            name: getattr(statement.excluded, name)
+            for name in ("label", "response_ms", "saved_at")
+        },
+    ).returning(LabelDraft.__table__.c.allocation_id)
 
 
 def _save_label_once(

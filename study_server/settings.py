@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     allocation_timeout_s: int = Field(default=20 * 60, ge=10)
     items_per_assignment: int = Field(default=25, ge=1)
     split_seed: int = 0
+    # Threads per server process that run database work, and as many pooled connections.
+    # More threads than cores only queue for Python's lock and, past the pool, open and
+    # close a PostgreSQL connection per request (bench/server.py measured both).
+    db_threads: int = Field(default=8, ge=1, le=64)
     # Largest request body the server accepts, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Allow the no-MTurk lab mode (a person opens an invitation link and labels).

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -25,10 +26,15 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = create_db_engine(settings.database_url)
+    # One pooled connection per database thread, and a few for anything outside the pool of
+    # threads (the rate limit's audit): a request never opens a connection of its own.
+    engine = create_db_engine(
+        settings.database_url, pool_size=settings.db_threads, max_overflow=4
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
         yield
         engine.dispose()
 

@@ -94,6 +94,16 @@ def begin_write(session: Session) -> None:
 
 
 @contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction (BEGIN IMMEDIATE on SQLite), committed on
+    success: for one Core statement on a hot path, without a Session's bookkeeping."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for a command-line job: committed on success, rolled back on error."""
     session = factory()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from study_server.allocation import AllocationPolicy
-from study_server.api.deps import SettingsDep, in_session
+from study_server.api.deps import SettingsDep, in_connection, in_session
 from study_server.api.schemas import (
     MAX_ITEMS,
     AcceptRequest,
@@ -39,13 +39,16 @@ from study_server.operations import (
     Submitted,
     WorkerRef,
     accept,
+    draft_values,
     item_image,
+    save_draft,
     save_label,
     submit,
 )
 from study_server.slug import Slug
 
 router = APIRouter(prefix="/api", tags=["labeling"])
+Saved = SaveLabelResponse(status="saved")
 
 PublicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Position = Annotated[int, Path(ge=0, lt=MAX_ITEMS)]
@@ -193,8 +196,24 @@ async def get_item_image(request: Request, public_id: PublicId, position: Positi
 async def put_label(
     request: Request, public_id: PublicId, position: Position, body: SaveLabelRequest
 ) -> SaveLabelResponse:
-    """One label as the person gives it, kept until the submission (a reload resumes)."""
+    """One label as the person gives it, kept until the submission (a reload resumes).
+
+    The page sends one per image: the server's most frequent write. An MTurk worker's label
+    (the worker is who the body says; the statement checks the hold) is one statement on a
+    bare connection; a lab code, and a label that statement refuses, take the detailed path,
+    which says why."""
     audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
+    item = LabelInput(position, body.label, body.response_ms)
+    if audited is not None:
+        values = draft_values(
+            assignment_public_id=public_id,
+            worker=audited,
+            mturk_assignment_id=body.mturk_assignment_id,
+            item=item,
+            now=_now(),
+        )
+        if await in_connection(request, lambda connection: save_draft(connection, values)):
+            return Saved
 
     def work(session: Session) -> None:
         worker, mturk_assignment_id = _person(session, body)
@@ -203,7 +222,7 @@ async def put_label(
             assignment_public_id=public_id,
             worker=worker,
             mturk_assignment_id=mturk_assignment_id,
-            item=LabelInput(position, body.label, body.response_ms),
+            item=item,
             now=_now(),
         )
 
@@ -211,7 +230,7 @@ async def put_label(
         request,
         audit_refusals("save_label", audited, {"assignment": public_id, "position": position}, work),
     )
-    return SaveLabelResponse(status="saved")
+    return Saved
 
 
 @router.post("/assignments/{public_id}/submit", name="submit_labels", response_model=SubmitResponse)
