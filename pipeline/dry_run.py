@@ -30,7 +30,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Protocol
 
-from contract.cli import UsageError
+from contract.cli import EXIT_REFUSED, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -366,12 +366,16 @@ def _arms(plan: DryRunPlan) -> list[Arm]:
 def _fresh_database(url: str) -> None:
     """Migrate `url` and refuse it if it holds a study: a dry run never touches a real one."""
     from sqlalchemy import func, select
+    from sqlalchemy.exc import ArgumentError
 
     from study_server.db.access import describe_url, study_sessions
     from study_server.db.migrate import upgrade
     from study_server.db.models import Study
 
-    upgrade(url)
+    try:
+        upgrade(url)
+    except ArgumentError as error:
+        raise UsageError(f"--database-url {url!r} is not a database URL ({error})") from error
     with study_sessions(url) as sessions, sessions() as session:
         studies = session.scalar(select(func.count()).select_from(Study))
     if studies:
@@ -523,7 +527,10 @@ def _admin_token() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The `advcritic dry-run` handler: bad input is exit status 2, naming the value."""
+    """The `advcritic dry-run` handler: bad input is exit status 2, naming the value; a
+    database that refuses the connection is 1."""
+    from sqlalchemy.exc import OperationalError
+
     from analysis.dry_run import render_recoveries
     from analysis.labels import AnalysisError
     from contract.bundle import BundleError
@@ -543,6 +550,9 @@ def run(args: argparse.Namespace) -> int:
                 _serve_until_interrupted(done, token_given=plan.admin_token is not None)
     except (AnalysisError, BundleError, DatabaseNotReady, StudyError) as error:
         raise UsageError(str(error)) from error
+    except OperationalError as error:
+        print(f"advcritic dry-run: cannot use the database: {error.orig}", file=sys.stderr)
+        return EXIT_REFUSED
     return 0
 
 

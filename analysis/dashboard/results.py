@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +47,7 @@ def _wilson(share: Share) -> str:
 class Table2Line:
     """One row of Table 2 as the panel prints it (percent, 95% intervals)."""
 
+    key: str  # network-defense, e.g. fc-ours
     network: str
     defense: str
     studies: str
@@ -70,6 +70,7 @@ class Table2Line:
         change = result.clustered.get("change")
         catch = result.catch_accuracy
         return cls(
+            key=f"{result.network}-{result.defense}",
             network=NETWORK_TITLES.get(result.network, result.network),
             defense=DEFENSE_TITLES.get(result.defense, result.defense),
             studies=", ".join(result.studies),
@@ -286,12 +287,7 @@ class ResultCache:
             return results
 
     def peek(self, key: Hashable) -> Results | None:
-        """The last results of `key`, however old (the figure route serves these)."""
+        """The last results of `key`, however old (None: never computed, or evicted)."""
         with self._guard:
             entry = self._entries.get(key)
             return None if entry is None else entry.results
-
-    def info(self, key: Hashable) -> dict[str, Any]:
-        with self._guard:
-            entry = self._entries.get(key)
-            return {} if entry is None else {"age_s": self.clock() - entry.stamp}
