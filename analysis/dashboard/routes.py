@@ -59,12 +59,12 @@ _HEADERS = {
     "X-Robots-Tag": "noindex",
 }
 VERIFICATION_TITLES = {
-    "confirmed": "confirmed",
-    "invited": "invited (lab)",
-    "unverified": "awaiting sync",
-    "flagged": "flagged",
-    "failed_attention": "failed attention",
-    "not_applicable": "lab, no invitation",
+    "confirmed": "Confirmed",
+    "invited": "Invited (lab)",
+    "unverified": "Awaiting sync",
+    "flagged": "Flagged",
+    "failed_attention": "Failed attention",
+    "not_applicable": "Lab, no invitation",
 }
 
 
@@ -93,6 +93,15 @@ def _message(request: Request, title: str, message: str, status_code: int) -> HT
     return _page(request, "message.html", {"title": title, "message": message}, status_code)
 
 
+def _off(request: Request) -> HTMLResponse:
+    return _message(
+        request,
+        "Dashboard off",
+        "The admin dashboard is off: set ADVCRITIC_ADMIN_TOKEN on the server.",
+        503,
+    )
+
+
 class NotSignedIn(Exception):
     def __init__(self, page: bool) -> None:
         self.page = page
@@ -117,12 +126,7 @@ def signed_in_fetch(request: Request) -> None:
 async def not_signed_in(request: Request, error: NotSignedIn) -> Response:
     """Pages send the browser to the sign-in form (and back); fetches get 401."""
     if not state(request).sessions.enabled:
-        return _message(
-            request,
-            "Dashboard off",
-            "The admin dashboard is off: set ADVCRITIC_ADMIN_TOKEN on the server.",
-            503,
-        )
+        return _off(request)
     if error.page:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(
@@ -149,15 +153,12 @@ def _next(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_form(request: Request, next: Annotated[str | None, Query(max_length=512)] = None):
+def login_form(
+    request: Request, next: Annotated[str | None, Query(max_length=512)] = None
+) -> Response:
     dashboard = state(request)
     if not dashboard.sessions.enabled:
-        return _message(
-            request,
-            "Dashboard off",
-            "The admin dashboard is off: set ADVCRITIC_ADMIN_TOKEN on the server.",
-            503,
-        )
+        return _off(request)
     if dashboard.sessions.valid(dashboard.sessions.read(request)):
         return RedirectResponse(_next(next), 303, headers=_HEADERS)
     return _page(request, "login.html", {"title": "Sign in", "next": _next(next), "error": None})
@@ -168,16 +169,11 @@ def login(
     request: Request,
     token: Annotated[str, Form(max_length=512)] = "",
     next: Annotated[str, Form(max_length=512)] = "/dashboard",
-):
+) -> Response:
     dashboard = state(request)
     context = {"title": "Sign in", "next": _next(next)}
     if not dashboard.sessions.enabled:
-        return _message(
-            request,
-            "Dashboard off",
-            "The admin dashboard is off: set ADVCRITIC_ADMIN_TOKEN on the server.",
-            503,
-        )
+        return _off(request)
     gate = request.app.state.clients
     if gate.untrusted_proxy(request.scope):
         return _message(
