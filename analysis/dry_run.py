@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.clustered import ClusteredShare
 from analysis.labels import AnalysisError
+from analysis.report import FEW_ANNOTATORS
 from analysis.simulate import OUTCOMES, Arm, outcomes
 from analysis.stats import Share
 from analysis.table2 import DefenseResult, Table2
@@ -198,6 +199,15 @@ def render_recoveries(found: Sequence[Recovery]) -> str:
                 _yes(r.catch_inside()),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    few = [r.slug for r in found if r.result.annotators < FEW_ANNOTATORS]
+    if few:
+        lines += [
+            "",
+            (
+                f"{', '.join(few)}: fewer than {FEW_ANNOTATORS} annotators, so the bootstrap "
+                "intervals are too narrow (docs/analysis.md) and a 'no' is no surprise."
+            ),
+        ]
     sloped = [r for r in found if r.arm.annotators.change_slope]
     for r in sloped:
         fit = next((c.fit for c in r.result.curves if c.variable == "rho" and c.fit), None)
@@ -208,7 +218,7 @@ def render_recoveries(found: Sequence[Recovery]) -> str:
             (
                 f"{r.slug}: slope of change on rho given {r.arm.annotators.change_slope:g} (per "
                 f"person and image); fitted {fit.slope:.2f} [{fit.slope_low:.2f}, "
-                f"{fit.slope_high:.2f}] (population-averaged: smaller than the given one when "
+                f"{fit.slope_high:.2f}] (population-averaged: expected below the given slope when "
                 "people or images differ, and lapses flatten it)."
             ),
         ]

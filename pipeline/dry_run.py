@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import secrets
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -467,6 +468,7 @@ def dry_run(plan: DryRunPlan, *, say: Say = print) -> Iterator[DryRun]:
         studies = read_database(url, lambda infos: [i for i in infos if i.slug in slugs])
         table = compute_table2(studies, source="auto", seed=plan.seed, resamples=plan.resamples)
         found = recoveries(table, dict(zip(slugs, arms, strict=True)))
+        found.sort(key=lambda recovery: slugs.index(recovery.slug))  # as the bundles were given
         yield DryRun(url, server.url, token, tuple(slugs), table, found, market, sessions)
 
 
@@ -560,10 +562,15 @@ def _serve_until_interrupted(done: DryRun, *, token_given: bool) -> None:
     where = "ADVCRITIC_ADMIN_TOKEN" if token_given else f"this run's token {done.admin_token}"
     print(
         f"\nThe dashboard: {done.server_url}/dashboard (sign in with {where}); "
-        "Ctrl-C stops the server and the fake.",
+        "Ctrl-C (or SIGTERM) stops the server and the fake.",
         flush=True,
     )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # as Ctrl-C: stop cleanly
     try:
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("advcritic dry-run: stopped", file=sys.stderr)
