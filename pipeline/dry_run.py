@@ -292,7 +292,8 @@ class _Prolific:
             allocation_timeout_s=self.allocation_timeout_s,
             confirm=lambda plan: True,  # the fake's money: nobody is paid
         )
-        assert result.prolific_study_id is not None
+        if result.prolific_study_id is None:
+            raise RuntimeError(f"the fake published no Prolific study for {slug}")
         self.studies[slug] = result.prolific_study_id
         return f"Prolific study {result.prolific_study_id} on the fake ({result.status})"
 
@@ -364,8 +365,9 @@ def _arms(plan: DryRunPlan) -> list[Arm]:
     return arms
 
 
-def _fresh_database(url: str) -> None:
-    """Migrate `url` and refuse it if it holds a study: a dry run never touches a real one."""
+def _fresh_database(url: str, *, given: bool) -> None:
+    """Migrate `url` and refuse it if it holds a study: a dry run never touches a real one.
+    `given`: the URL is the user's --database-url (else the run's file in --workdir)."""
     from sqlalchemy import func, select
     from sqlalchemy.exc import ArgumentError
 
@@ -379,10 +381,14 @@ def _fresh_database(url: str) -> None:
         raise UsageError(f"--database-url {url!r} is not a database URL ({error})") from error
     with study_sessions(url) as sessions, sessions() as session:
         studies = session.scalar(select(func.count()).select_from(Study))
-    if studies:
+    if studies and given:
         raise UsageError(
             f"--database-url {describe_url(url)} already holds {studies} stud(ies): a dry run "
             "needs a database of its own (leave --database-url out for a fresh SQLite file)"
+        )
+    if studies:
+        raise UsageError(
+            f"{describe_url(url)} holds an earlier dry run: remove it or choose another --workdir"
         )
 
 
@@ -412,7 +418,7 @@ def dry_run(plan: DryRunPlan, *, say: Say = print) -> Iterator[DryRun]:
         workdir = plan.workdir or Path(stack.enter_context(TemporaryDirectory(prefix="dry-run-")))
         workdir.mkdir(parents=True, exist_ok=True)
         url = plan.database_url or f"sqlite:///{(workdir / 'dry-run.db').resolve()}"
-        _fresh_database(url)
+        _fresh_database(url, given=plan.database_url is not None)
         sessions = stack.enter_context(study_sessions(url))
         say(f"==> 1/5 a fresh study database: {describe_url(url)}")
         slugs = []

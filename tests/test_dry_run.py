@@ -181,10 +181,17 @@ def test_bad_input_is_exit_status_2_naming_the_value(
     assert message in capsys.readouterr().err
 
 
-def test_a_database_that_holds_a_study_is_refused(small_bundle, sqlite_database_url, capsys):
+def test_a_database_that_holds_a_study_is_refused(
+    small_bundle, sqlite_database_url, tmp_path, capsys
+):
     import_study(sqlite_database_url, small_bundle)
-    argv = ["dry-run", "--bundle", str(small_bundle), "--change-rate", "0.5"]
+    argv = ["dry-run", "--bundle", str(small_bundle), "--change-rate", "0.5", "--items", "5"]
     assert advcritic([*argv, "--database-url", sqlite_database_url]) == 2
     assert "already holds 1 stud(ies): a dry run needs a database of its own" in (
+        capsys.readouterr().err
+    )
+    assert advcritic([*argv, "--workdir", str(tmp_path), "--assignments", "1"]) == 0
+    assert advcritic([*argv, "--workdir", str(tmp_path)]) == 2  # the same folder again
+    assert "holds an earlier dry run: remove it or choose another --workdir" in (
         capsys.readouterr().err
     )

@@ -18,7 +18,14 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.db.models import Allocation, AllocationStatus, Assignment, Event, Study
+from study_server.db.models import (
+    COUNTED_VERIFICATIONS,
+    Allocation,
+    AllocationStatus,
+    Assignment,
+    Event,
+    Study,
+)
 from study_server.db.store import find_study
 from study_server.errors import InvalidInputError
 from study_server.export import study_markets
@@ -36,7 +43,7 @@ VERIFICATION_ORDER = (
     "failed_attention",
     "not_applicable",
 )
-COUNTED = ("confirmed", "invited", "not_applicable")  # study_server.db.models.COUNTED_VERIFICATIONS
+COUNTED = tuple(v.value for v in COUNTED_VERIFICATIONS)  # the states Table 2 counts
 # Audit rows that are refusals: the server's (a 4xx it answered), the rate limit's, and the
 # markets' (a submission their sync or a rejection flagged).
 REFUSAL_KINDS = ("refused", "rate_limited", "submission_flagged")
