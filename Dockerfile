@@ -18,4 +18,4 @@ RUN pip install . && useradd --system --uid 10001 --home /app study && chown -R 
 
 USER study
 EXPOSE 8000
-CMD ["study-server", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["study-server", "serve", "--app", "analysis.dashboard.app:create_app", "--host", "0.0.0.0", "--port", "8000"]

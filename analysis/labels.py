@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from study_server.db.access import study_sessions
 from study_server.db.models import Study
@@ -190,19 +191,26 @@ def read_database(
 ) -> list[StudyLabels]:
     """Labels of the studies `choose` picks among those in the study database."""
     with study_sessions(url) as sessions, sessions() as session:
-        infos = [
-            StudyInfo(
-                study.slug,
-                study.defense,
-                study.network,
-                study.dataset,
-                tuple(study.class_names),
-                tuple(study_markets(session, study)),
-            )
-            for study in session.scalars(select(Study).order_by(Study.slug))
-        ]
-        found = []
-        for info in choose(infos):
-            _, rows = label_rows(session=session, study_slug=info.slug)
-            found.append(StudyLabels(info, tuple(_row(raw, f"study {info.slug}") for raw in rows)))
+        return load_studies(session, choose)
+
+
+def load_studies(
+    session: Session, choose: Callable[[list[StudyInfo]], list[StudyInfo]]
+) -> list[StudyLabels]:
+    """`read_database` on an open session (the dashboard reads with the server's)."""
+    infos = [
+        StudyInfo(
+            study.slug,
+            study.defense,
+            study.network,
+            study.dataset,
+            tuple(study.class_names),
+            tuple(study_markets(session, study)),
+        )
+        for study in session.scalars(select(Study).order_by(Study.slug))
+    ]
+    found = []
+    for info in choose(infos):
+        _, rows = label_rows(session=session, study_slug=info.slug)
+        found.append(StudyLabels(info, tuple(_row(raw, f"study {info.slug}") for raw in rows)))
     return found

@@ -33,19 +33,9 @@ from study_server.db.access import DatabaseNotReady
 from study_server.settings import Settings
 
 
-def _common(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    stimuli = parser.add_argument_group("stimuli (one defense each, in order)")
-    stimuli.add_argument(
-        "--bundle", action="append", default=[], metavar="DIR", help="a stimulus bundle"
-    )
-    stimuli.add_argument(
-        "--study",
-        action="append",
-        default=[],
-        metavar="SLUG",
-        help="an imported study's stimuli, from --database-url",
-    )
-    stimuli.add_argument("--database-url", default=settings.database_url)
+def add_annotator_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options that state how simulated annotators answer (`plan`, `simulate` and
+    `advcritic dry-run`); `annotators_from` reads them back."""
     people = parser.add_argument_group("simulated annotators")
     people.add_argument(
         "--change-rate",
@@ -55,13 +45,6 @@ def _common(parser: argparse.ArgumentParser, settings: Settings) -> None:
         metavar="P",
         help="P(change) of a typical annotator at the reference rho; one value for every "
         "defense or one per defense, in order (required)",
-    )
-    people.add_argument(
-        "--difference",
-        type=float,
-        metavar="D",
-        help="add D to the first defense's change rate (with one bundle: compare the "
-        "bundle at rate + D with itself at rate)",
     )
     people.add_argument(
         "--change-slope",
@@ -95,6 +78,59 @@ def _common(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     people.add_argument(
         "--catch-accuracy", type=float, default=0.97, help="on catch trials (default 0.97)"
+    )
+    return people
+
+
+def change_rates(given: Sequence[float], defenses: int) -> list[float]:
+    """--change-rate once for every defense, or once per defense, in order."""
+    if not given:
+        raise AnalysisError("give --change-rate P (one for all defenses, or one per defense)")
+    rates = list(given)
+    if len(rates) == 1:
+        rates = rates * defenses
+    if len(rates) != defenses:
+        raise AnalysisError(
+            f"--change-rate given {len(rates)} times for {defenses} defenses; "
+            "give it once, or once per defense"
+        )
+    return rates
+
+
+def annotators_from(args: argparse.Namespace, change_rate: float) -> Annotators:
+    """The annotators `add_annotator_options` describes, at `change_rate`."""
+    return Annotators(
+        change_rate=change_rate,
+        change_slope=args.change_slope,
+        reference_rho=args.reference_rho,
+        other_rate=args.other_rate,
+        annotator_sd=args.annotator_sd,
+        image_sd=args.image_sd,
+        lapse_rate=args.lapse_rate,
+        catch_accuracy=args.catch_accuracy,
+    )
+
+
+def _common(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    stimuli = parser.add_argument_group("stimuli (one defense each, in order)")
+    stimuli.add_argument(
+        "--bundle", action="append", default=[], metavar="DIR", help="a stimulus bundle"
+    )
+    stimuli.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="SLUG",
+        help="an imported study's stimuli, from --database-url",
+    )
+    stimuli.add_argument("--database-url", default=settings.database_url)
+    people = add_annotator_options(parser)
+    people.add_argument(
+        "--difference",
+        type=float,
+        metavar="D",
+        help="add D to the first defense's change rate (with one bundle: compare the "
+        "bundle at rate + D with itself at rate)",
     )
     design = parser.add_argument_group("design")
     design.add_argument(
@@ -224,19 +260,11 @@ def _arms(args: argparse.Namespace) -> list[Arm]:
     ]
     if not sources:
         raise AnalysisError("give the stimuli: --bundle DIR or --study SLUG (repeatable)")
-    if not args.change_rate:
-        raise AnalysisError("give --change-rate P (one for all defenses, or one per defense)")
     rates = list(args.change_rate)
     if args.difference is not None and len(sources) == 1:
         sources = sources * 2
         rates = rates * 2 if len(rates) == 1 else rates
-    if len(rates) == 1:
-        rates = rates * len(sources)
-    if len(rates) != len(sources):
-        raise AnalysisError(
-            f"--change-rate given {len(rates)} times for {len(sources)} defenses; "
-            "give it once, or once per defense"
-        )
+    rates = change_rates(rates, len(sources))
     if args.difference is not None:
         rates[0] += args.difference
     names = [""] * len(sources)
@@ -244,20 +272,7 @@ def _arms(args: argparse.Namespace) -> list[Arm]:
     if len(set(titles)) < len(titles):  # the same stimuli twice: tell the arms apart
         names = [f"arm{n + 1}" for n in range(len(sources))]
     return [
-        Arm(
-            stimuli,
-            Annotators(
-                change_rate=rate,
-                change_slope=args.change_slope,
-                reference_rho=args.reference_rho,
-                other_rate=args.other_rate,
-                annotator_sd=args.annotator_sd,
-                image_sd=args.image_sd,
-                lapse_rate=args.lapse_rate,
-                catch_accuracy=args.catch_accuracy,
-            ),
-            name,
-        )
+        Arm(stimuli, annotators_from(args, rate), name)
         for stimuli, rate, name in zip(sources, rates, names, strict=True)
     ]
 

@@ -256,10 +256,11 @@ class Arm:
         return f"{title} ({self.name})" if self.name else title
 
 
-def _outcomes(
+def outcomes(
     arm: Arm, images: np.ndarray, annotator_effect: np.ndarray, uniform: np.ndarray
 ) -> np.ndarray:
-    """0 change, 1 no change, 2 other for labels of `images` by annotators with these effects."""
+    """0 change, 1 no change, 2 other for labels of `images` (indices into the arm's stimuli)
+    by annotators with these effects (logit scale), given uniform draws in [0, 1)."""
     model, stimuli = arm.annotators, arm.stimuli
     shift = model._linear(stimuli.rho, model.reference(stimuli)) + model.image_sd * stimuli.image_z
     eta = shift[images] + annotator_effect
@@ -313,7 +314,7 @@ def simulate_counts(
                 used.append(n_used)
             images = _images(rng, r, len(arm.stimuli), n_used, len(owners))
             u = effects[:, owners] * arm.annotators.annotator_sd
-            outcome = _outcomes(arm, images, u, rng.random(images.shape))
+            outcome = outcomes(arm, images, u, rng.random(images.shape))
             index = (flat + owners[None, :]).ravel()
             for counts, code in ((change, 0), (no_change, 1)):
                 sums = np.bincount(
@@ -339,7 +340,7 @@ def simulate_study(arms: Sequence[Arm], design: Design, *, seed: int = 0) -> lis
         k = stimuli.num_classes
         used = design.images_used(len(owners), len(stimuli))
         images = _images(rng, 1, len(stimuli), used, len(owners))[0]
-        outcome = _outcomes(
+        outcome = outcomes(
             arm, images, effects[owners] * model.annotator_sd, rng.random(len(owners))
         )
         third = (stimuli.original[images] + rng.integers(1, k, len(images))) % k

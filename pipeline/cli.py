@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from model import cli as model_cli
 
-COMMANDS = (*model_cli.COMMANDS, "pipeline.quickstart")
+COMMANDS = (*model_cli.COMMANDS, "pipeline.quickstart", "pipeline.dry_run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

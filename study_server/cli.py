@@ -3,6 +3,7 @@
     study-server migrate                      # create or upgrade the schema (Alembic)
     study-server import BUNDLE [--slug S]     # a bundle becomes a study of assignments
     study-server serve [--host H --port P]    # uvicorn: HIT page, lab link, admin API
+                       [--app analysis.dashboard.app:create_app]     # ... and the dashboard
     study-server studies                      # what is imported, and how far labeling got
     study-server invite SLUG --n 40           # 40 single-use lab links (codes stored hashed)
     study-server lab-url SLUG                 # the lab page where a printed code is typed
@@ -33,6 +34,10 @@ from study_server.db.session import create_session_factory
 from study_server.errors import StudyError
 from study_server.links import hit_url, lab_invitation_url, lab_url
 from study_server.settings import Settings, get_settings
+
+SERVER_APP = "study_server.api.app:create_app"
+# Named here as text only: the dashboard lives in `analysis`, which this package may not import.
+DASHBOARD_APP = "analysis.dashboard.app:create_app"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -154,6 +159,7 @@ def cmd_invite(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.importer import ImportFromStringError, import_from_string
 
     from study_server.api.clients import uvicorn_proxy_options
 
@@ -161,12 +167,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     _session_factory(settings)  # refuse to start on an unmigrated database
+    try:
+        create_app = import_from_string(args.app)
+    except ImportFromStringError as error:
+        raise UsageError(f"--app {args.app!r}: {error}") from error
     if args.workers > 1:
         # Each worker process builds its app from the environment; hand the override down.
         if args.database_url:
             os.environ["DATABASE_URL"] = args.database_url
         uvicorn.run(
-            "study_server.api.app:create_app",
+            args.app,
             factory=True,
             host=host,
             port=port,
@@ -176,8 +186,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
             **uvicorn_proxy_options(settings),
         )
         return
-    from study_server.api.app import create_app
-
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -248,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--host", help="default: settings (127.0.0.1)")
     sub.add_argument("--port", type=int, help="default: settings (8000); 0 picks a free port")
     sub.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    sub.add_argument(
+        "--app",
+        default=SERVER_APP,
+        metavar="MODULE:FACTORY",
+        help=f"the app factory to serve (default {SERVER_APP}; {DASHBOARD_APP} adds the admin "
+        "dashboard, docs/dashboard.md)",
+    )
     sub.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

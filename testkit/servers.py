@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from study_server.loopback import serve_in_thread
 from study_server.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
@@ -65,22 +66,8 @@ class LiveServer(AsgiServer):
 
 def serve_asgi(app: Any, **uvicorn_options: Any) -> AsgiServer:
     """Start `app` (the study server, or a market's fake) on a pre-bound loopback socket."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **uvicorn_options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn-{port}"
-    )
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.02)
-    return AsgiServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+    served = serve_in_thread(app, **uvicorn_options)
+    return AsgiServer(url=served.url, server=served.server, thread=served.thread)
 
 
 def start_live_server(settings: Settings) -> LiveServer:

@@ -119,6 +119,7 @@ def test_the_server_image_holds_no_model_code_and_runs_without_it(tmp_path):
         "    sys.modules[blocked] = None\n"
         "import study_server.cli, study_server.api.app, study_server.importer\n"
         "import markets.mturk.cli, markets.prolific.cli, analysis.cli, study_server.db.migrate\n"
+        "import analysis.dashboard.app\n"
         "mine = [m.__file__ for name, m in list(sys.modules.items())\n"
         "        if name.split('.')[0] in ('contract', 'study_server', 'markets', 'analysis')]\n"
         f"assert all(path.startswith({str(context)!r}) for path in mine), mine\n"

@@ -92,7 +92,10 @@ def test_the_image_installs_the_server_without_pytorch():
     ]
     assert any(line.startswith("RUN pip install . ") for line in instructions)
     assert not any("torch" in line or "[model" in line for line in instructions)
-    assert 'CMD ["study-server", "serve", "--host", "0.0.0.0", "--port", "8000"]' in dockerfile
+    assert (
+        'CMD ["study-server", "serve", "--app", "analysis.dashboard.app:create_app", '
+        '"--host", "0.0.0.0", "--port", "8000"]'
+    ) in dockerfile
     blocked = (
         "import sys; sys.modules['torch'] = None; "
         "import study_server.cli, study_server.api.app, study_server.importer"
@@ -145,7 +148,9 @@ def test_the_compose_migrate_and_serve_commands_work_against_postgresql(compose,
             headers={"Authorization": "Bearer test-admin-token"},
             timeout=10,
         )
+        dashboard = httpx.get(f"{server.url}/dashboard/login", timeout=10)
     assert health.json() == {"status": "ok"}
+    assert dashboard.status_code == 200  # the compose file serves the dashboard too
     assert admin.status_code == 200 and admin.json() == []
 
 

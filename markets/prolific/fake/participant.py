@@ -1,0 +1,92 @@
+"""A simulated participant taking part end to end, over real HTTP, the way Prolific and the
+study page would: start on the fake's participant side, open the study page on the live study
+server with Prolific's parameters, accept, fetch every image, submit, ask the server for the
+completion URL and open it on the fake.
+
+What the participant answers is the caller's `choose(png) -> label` (the page carries no
+stimulus ids). The lifecycle tests answer by a fixed rule; `advcritic dry-run` answers with
+simulated annotators (analysis/dry_run.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from markets.flow import FlowError
+from markets.flow import expect_ok as _ok
+
+
+@dataclass(frozen=True)
+class Participation:
+    """What one participant did: Prolific's ids, the images shown (PNG bytes), the labels."""
+
+    participant_id: str
+    session_id: str
+    study_id: str
+    images: tuple[bytes, ...]
+    labels: tuple[int, ...]
+    completion_url: str | None
+
+
+def open_study(web: httpx.Client, url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """What the study page does on load: read Prolific's parameters, accept through the API."""
+    parts = urlsplit(url)
+    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    _ok("study page", web.get(f"{parts.path}?{parts.query}"))
+    slug = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    ids = {
+        "participant_id": params["PROLIFIC_PID"],
+        "study_id": params["STUDY_ID"],
+        "session_id": params["SESSION_ID"],
+    }
+    accepted = _ok("accept", web.post(f"/api/prolific/{slug}/accept", json=ids))
+    return slug, ids, accepted.json()
+
+
+def take_part(
+    prolific_site: httpx.Client,
+    web: httpx.Client,
+    *,
+    study_id: str,
+    participant_id: str,
+    choose: Callable[[bytes], int],
+    response_ms: int = 700,
+    complete: bool = True,
+) -> Participation:
+    """`participant_id` takes part in Prolific study `study_id`: `prolific_site` is a client on
+    the fake (it keeps the participant's login cookie), `web` one on the live study server."""
+    started = _ok(
+        "start on Prolific",
+        prolific_site.post(
+            "/_participant/start", json={"study_id": study_id, "participant_id": participant_id}
+        ),
+    )
+    slug, ids, accepted = open_study(web, started.json()["url"])
+    images = tuple(_ok("image", web.get(url)).content for url in accepted["item_urls"])
+    labels = tuple(choose(image) for image in images)
+    stored = _ok(
+        "submit",
+        web.post(
+            accepted["submit_url"],
+            json={
+                **ids,
+                "labels": [
+                    {"position": p, "label": label, "response_ms": response_ms}
+                    for p, label in enumerate(labels)
+                ],
+            },
+        ),
+    )
+    if stored.json().get("status") != "stored":
+        raise FlowError("submit (not stored)", stored)
+    completion = None
+    if complete:
+        done = _ok("completion URL", web.post(f"/api/prolific/{slug}/complete", json=ids))
+        completion = done.json()["completion_url"]
+        _ok("completion page", prolific_site.get(completion))
+    return Participation(participant_id, ids["session_id"], study_id, images, labels, completion)
