@@ -206,6 +206,9 @@
     async submitting() {
       byId("submit").disabled = true;
       showError("");
+      // A label still on its way would reach the server after the submission and be refused
+      // (409): wait for it (saves queued behind it see this phase and stop).
+      await state.saving;
       const labels = state.labels.map((label, position) => ({ position, label, response_ms: state.times[position] }));
       try {
         await send("POST", state.assignment.submit_url, Object.assign(who(), { labels }));
