@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,8 @@ import aiohttp
 from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parents[1]
+# The page's data block (label.html): the accept carries its consentSha256.
+CONFIG = re.compile(r'<script type="application/json" id="config">(.*?)</script>', re.DOTALL)
 sys.path.insert(0, str(ROOT))
 
 # A bare endpoint: what uvicorn + FastAPI + this client do with no work behind them.
@@ -94,7 +97,11 @@ async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) 
         "workerId": worker,
         "turkSubmitTo": submit_host,
     }
-    await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    page = await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    if page is None:
+        return
+    # The worker reads the consent text and agrees: the page sends the SHA-256 it was shown.
+    config = json.loads(CONFIG.search(page.decode()).group(1))
     accepted = await recorder.call(
         "accept",
         "POST",
@@ -102,6 +109,7 @@ async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) 
         json={
             "worker_id": worker,
             "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_host},
+            "consent_sha256": config["consentSha256"],
         },
     )
     if accepted is None:

@@ -37,15 +37,22 @@ def find_study(session: Session, slug: str, *, list_known: bool = False) -> Stud
 
 
 def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
-    """The studies whose participants may not take part in this one, itself included.
+    """The studies whose participants may not take part in this one, itself included: every
+    study of its experiment (`study-server experiment`), or the study alone.
 
-    The one hook for cross-study exclusion: today a study stands alone, so this is just the
-    study; when studies are grouped into an experiment (several defenses, one pool of people),
-    it returns every study of the experiment, and the server's refusal of a Prolific
-    participant (`prolific_entry`) and Prolific's filters (`prolific publish`) follow; MTurk's
-    qualification does not use it yet.
+    The one hook for exclusion across studies: the server's accept refuses a person who holds
+    an allocation in another of them (`allocation.refuse_sibling_participant`), `mturk
+    publish` grants the experiment's qualification to their workers, and `prolific publish`
+    blocklists their Prolific studies.
     """
-    return [study_id]
+    experiment_id = session.scalar(select(Study.experiment_id).where(Study.id == study_id))
+    if experiment_id is None:
+        return [study_id]
+    return list(
+        session.scalars(
+            select(Study.id).where(Study.experiment_id == experiment_id).order_by(Study.id)
+        )
+    )
 
 
 def assignment_count(session: Session, *, study_id: int) -> int:

@@ -19,10 +19,12 @@ from analysis.stats import wilson_interval
 from testkit.servers import ADMIN_TOKEN, MTURK_TEST_SUBMIT_HOST, make_settings
 from testkit.studies import import_study, invite, register_hits
 from tests.fixtures.mturk import label_by_rule, records_by_image
+from tests.server.flow import consent_sha256
 
 
 def _label_assignment(web, slug, by_image, *, worker=None, code=None, mturk=None):
     body = {"code": code} if code else {"worker_id": worker}
+    body["consent_sha256"] = consent_sha256(web, slug)
     if mturk:
         body["mturk"] = {
             "assignment_id": mturk,

@@ -44,12 +44,20 @@ def test_a_participant_labels_and_is_sent_back_to_prolific_with_the_code(
     )
     page.goto(f"{fake_prolific.url}/_participant/take?{query}")
     assert page.url.startswith(f"{server.url}/prolific/ours-fc?PROLIFIC_PID={participant(5)}")
+    page.locator("#agree").click()
     page.locator("#start:enabled").wait_for()
     page.keyboard.press("Enter")
     for key in "31415":
         page.keyboard.press(key)
     page.locator("#review").wait_for(state="visible")
     page.keyboard.press("Enter")
+    page.locator("#debrief-text").wait_for(state="visible")  # before the code, the debrief
+    assert "about this study" in page.locator("#debrief-text").inner_text()
+    assert published.completion_code not in page.content()
+    assert fake_prolific.fake.list_submissions(published.prolific_study_id)[0]["status"] == (
+        "ACTIVE"
+    )
+    page.locator("#debrief-continue").click()
     page.wait_for_url(f"{fake_prolific.completion_url}?cc={published.completion_code}")
     assert "awaiting review" in page.content()
     page.screenshot(path=str(tmp_path / "completed.png"))
