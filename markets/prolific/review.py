@@ -176,7 +176,8 @@ def _record(
             row.status = report.decision
             row.review_note = note
             if report.decision == "REJECTED":
-                release_flagged(session, work[submission_id].allocation, reason=rejection_note(note)
+                release_flagged(
+                    session, work[submission_id].allocation, reason=rejection_note(note)
                 )
             record_event(
                 session,
