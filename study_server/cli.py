@@ -96,7 +96,7 @@ def _policy(args: argparse.Namespace, default: PolicySpec) -> PolicySpec | None:
         raise UsageError(str(error)) from error
 
 
-def _number_or_off(kind: type[float] | type[int], name: str):
+def _number_or_off(kind: type[float | int], name: str):
     def parse(text: str) -> float | int | str:
         if text.strip().lower() == OFF:
             return OFF

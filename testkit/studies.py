@@ -6,10 +6,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from study_server import experiments
-from study_server.db.models import MTurkHit, Study, TextKind
+from study_server.db.models import Allocation, MTurkHit, Study, TextKind
 from study_server.db.session import begin_write
 from study_server.importer import ImportResult, import_bundle
 from study_server.invitations import mint
@@ -126,3 +126,25 @@ def attach_lab_texts(url: str, slug: str) -> None:
         consent.write_text(LAB_CONSENT, encoding="utf-8")
         debrief.write_text(LAB_DEBRIEF, encoding="utf-8")
         attach_texts(url, slug, consent=consent, debrief=debrief)
+
+
+def forget_protocol_records(url: str) -> None:
+    """Erase what 0005 added to allocations (consent, debrief, attention): the state of work
+    stored before it, for tests of older migrations (0005's downgrade refuses to drop them)."""
+    session = session_for(url)
+    try:
+        session.execute(
+            update(Allocation).values(
+                consent_text_id=None,
+                consent_sha256=None,
+                consented_at=None,
+                debrief_text_id=None,
+                debriefed_at=None,
+                attention=None,
+                attention_detail=None,
+                attention_policy_id=None,
+            )
+        )
+        session.commit()
+    finally:
+        session.close()

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError
 from markets.confirm import confirm_decisions, cost_confirmation
-from markets.console import ReviewReport, report_review, run_market_command
+from markets.console import ReviewReport, report_review, run_market_command, show_proposals
 from markets.console import counts as _counts
 from markets.console import say as _say
 from markets.mturk import errors
@@ -37,15 +37,7 @@ from markets.mturk.publish import (
     publish,
 )
 from markets.mturk.question import QuestionError
-from markets.mturk.review import (
-    APPROVE,
-    REJECT,
-    ReviewRefused,
-    approve,
-    carry_out,
-    propose,
-    reject,
-)
+from markets.mturk.review import RULE, ReviewRefused, approve, carry_out, propose, reject
 from markets.mturk.sync import SyncReport, sync
 from study_server.settings import Settings, get_settings
 
@@ -439,20 +431,13 @@ def _review(args: argparse.Namespace, settings: Settings, sessions: Sessions) ->
         reject_failed_attention=args.reject_failed_attention,
         reason=args.reason,
     )
-    _say(
-        f"study {args.study} on the {_market(args)}: {len(proposals)} submitted assignment(s) "
-        "to review (the study's attention policy decides; MTurk's rule: docs/protocol.md)"
+    acting = show_proposals(
+        proposals,
+        where=f"study {args.study} on the {_market(args)}",
+        unit="submitted assignment",
+        rule=RULE,
     )
-    for p in proposals:
-        counted = "counted" if p.counted else "not counted"
-        _say(f"  {p.decision:<7} {p.assignment_id}  {p.worker_id}  [{counted}] {p.why}")
-        if p.message:
-            _say(f"          the worker reads: {p.message}")
-    acting = [p for p in proposals if p.decision in (APPROVE, REJECT)]
-    if not acting:
-        _say("nothing to decide")
-        return 0
-    if not confirm_decisions(len(acting), yes=args.yes, say=_say):
+    if not acting or not confirm_decisions(acting, yes=args.yes, say=_say):
         return 0
     approved, rejected = carry_out(
         sessions=sessions,

@@ -22,12 +22,11 @@ the server is left for the requester, as `approve` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from markets.console import ReviewReport
+from markets.console import APPROVE, LEAVE, REJECT, Proposal, ReviewReport
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
 from markets.mturk.publish import marketplace_name
@@ -48,7 +47,10 @@ from study_server.db.store import find_study, record_event
 MIN_REJECTION_REASON = 10
 # MTurk's limit on RequesterFeedback, which is what the worker reads.
 MAX_FEEDBACK = 1024
-APPROVE, REJECT, LEAVE = "approve", "reject", "leave"
+RULE = (
+    "MTurk's rule as applied here: a failed attention check is approved and left out of "
+    "Table 2 unless you chose --reject-failed-attention (docs/protocol.md)"
+)
 
 
 class ReviewRefused(ValueError):
@@ -198,19 +200,6 @@ def _decide(
         report.done.append(assignment_id)
 
 
-@dataclass(frozen=True)
-class Proposal:
-    """What `mturk review` proposes for one submitted assignment, and why."""
-
-    assignment_id: str
-    worker_id: str
-    hit_id: str
-    decision: str  # APPROVE, REJECT or LEAVE (nothing done)
-    counted: bool  # whether its labels count in Table 2
-    why: str
-    message: str | None = None  # what the worker reads with a rejection
-
-
 def _check_reason(reason: str) -> str:
     reason = reason.strip()
     if len(reason) < MIN_REJECTION_REASON:
@@ -265,7 +254,7 @@ def propose(
 def _proposal(
     row: MTurkAssignment, allocation: Allocation | None, reject_failed: bool, reason: str | None
 ) -> Proposal:
-    ids = (row.mturk_assignment_id, row.worker_external_id, row.hit_id)
+    ids = (row.mturk_assignment_id, row.worker_external_id)
     if (
         allocation is None
         or allocation.status != AllocationStatus.submitted
@@ -305,8 +294,8 @@ def carry_out(
     with sessions() as session:
         study = find_study(session, study_slug, list_known=True)
         known = _submitted(session, study.id, client.sandbox)
-    wanted = [known[p.assignment_id] for p in proposals if p.decision == APPROVE]
-    approved.left_for_review = [p.assignment_id for p in proposals if p.decision == LEAVE]
+    wanted = [known[p.submission] for p in proposals if p.decision == APPROVE]
+    approved.left_for_review = [p.submission for p in proposals if p.decision == LEAVE]
     _decide(
         sessions,
         study.id,
@@ -324,7 +313,7 @@ def carry_out(
             sessions,
             study.id,
             client.sandbox,
-            [known[proposal.assignment_id]],
+            [known[proposal.submission]],
             rejected,
             lambda a, message=message: client.reject(a, message),
             message,

@@ -117,7 +117,38 @@ def sync(
         group_name = exclusion_group_name(find_study(session, study_slug))
     done = {sub.participant_id for sub in listed.values() if sub.status not in OPEN_STATUSES}
     _fill_group(client, settings, group_id, group_name, done, report)
+    _fill_experiment_group(client, settings, group_id, group_name, done, report)
     return report
+
+
+def _fill_experiment_group(
+    client: ProlificClient,
+    settings: ProlificSettings,
+    group_id: str | None,
+    group_name: str,
+    participants: set[str],
+    report: SyncReport,
+) -> None:
+    """A study published before it joined an experiment blocklists a group of its own (filled
+    above); its participants go into the experiment's group too, which the later studies of
+    the experiment blocklist. Nothing to do when the two are one group, or the experiment's
+    does not exist yet (no study of it published since it was made)."""
+    if not participants or group_id is None:
+        return
+    try:
+        group = client.find_group(settings.workspace_id or "", group_name)
+        if group is None or group.id == group_id:
+            return
+        report.group_added += _add_missing(client, group.id, participants)
+    except errors.RequestRejected as error:
+        report.group_problem = str(error)
+
+
+def _add_missing(client: ProlificClient, group_id: str, participants: set[str]) -> int:
+    missing = sorted(participants - client.group_members(group_id))
+    if missing:
+        client.add_to_group(group_id, missing)
+    return len(missing)
 
 
 def _store(session: Session, prolific_study_id: str, listed: dict[str, Submission]) -> None:
@@ -222,9 +253,6 @@ def _fill_group(
                 report.group_problem = f"participant group {group_name!r} not found on Prolific"
                 return
             group_id = group.id
-        missing = sorted(participants - client.group_members(group_id))
-        if missing:
-            client.add_to_group(group_id, missing)
-        report.group_added = len(missing)
+        report.group_added = _add_missing(client, group_id, participants)
     except errors.RequestRejected as error:
         report.group_problem = str(error)

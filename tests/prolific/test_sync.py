@@ -18,6 +18,7 @@ from study_server.db.models import Allocation, AllocationStatus, Assignment
 from testkit.databases import session_for
 from tests.fixtures.prolific import (
     participant,
+    prolific_accept,
     take_part,
 )
 
