@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from study_server import experiments
 from study_server.db.models import Allocation, MTurkHit, Study, TextKind
 from study_server.db.session import begin_write
-from study_server.importer import ImportResult, import_bundle
+from study_server.attention import PolicySpec
+from study_server.importer import ImportResult, Protocol, import_bundle
 from study_server.invitations import mint
 from study_server.protocol_texts import attach_files, require_text
 from testkit.databases import session_for
@@ -24,6 +25,8 @@ def import_study(
     items_per_assignment: int = 5,
     slug: str | None = None,
     split_seed: int = 0,
+    protocol: Protocol | None = None,
+    experiment: str | None = None,
 ) -> ImportResult:
     session = session_for(url)
     try:
@@ -33,9 +36,15 @@ def import_study(
             slug=slug,
             items_per_assignment=items_per_assignment,
             split_seed=split_seed,
+            protocol=protocol,
+            experiment=experiment,
         )
     finally:
         session.close()
+
+
+# A study whose attention policy judges nothing: every submission is not_applicable.
+NO_ATTENTION_POLICY = Protocol(policy=PolicySpec(None, None), policy_origin="import")
 
 
 def register_hits(url: str, slug: str, hit_ids: Sequence[str], *, sandbox: bool = True) -> None:
