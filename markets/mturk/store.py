@@ -51,3 +51,5 @@ def mturk_allocations(session: Session, *, study_id: int) -> list[tuple[Allocati
         .order_by(Allocation.id)
     )
     return [(allocation, worker_id) for allocation, worker_id in rows]
+
+
