@@ -185,9 +185,12 @@ def cmd_studies(args: argparse.Namespace) -> None:
                 progress["assignments"]["submitted"],
                 sum(progress["assignments"].values()),
             )
+            attention = ", ".join(f"{k} {n}" for k, n in sorted(progress["attention"].items()))
+            experiment = f" [experiment {progress['experiment']}]" if progress["experiment"] else ""
             print(
-                f"{slug}: {done}/{total} assignments submitted, {progress['labels']} labels, "
-                f"{progress['assignments']['allocated']} in progress"
+                f"{slug}{experiment}: {done}/{total} assignments submitted, "
+                f"{progress['labels']} labels, {progress['assignments']['allocated']} in progress"
+                + (f"; attention: {attention}" if attention else "")
             )
 
 

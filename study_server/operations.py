@@ -147,6 +147,9 @@ class StudyProgress:
     workers: int
     stimuli: int
     items_per_assignment: int
+    # Submissions by attention outcome ("not judged": stored before the protocol existed).
+    attention: dict[str, int] = field(default_factory=dict)
+    experiment: str | None = None
 
 
 def _retrying(session: Session, attempt: Callable[[], T]) -> T:
@@ -690,6 +693,11 @@ def study_progress(*, session: Session, study_slug: str) -> StudyProgress:
     stimuli = session.scalar(
         select(func.count()).select_from(Stimulus).where(Stimulus.study_id == study.id)
     )
+    judged = counts(
+        Allocation.attention,
+        Allocation.study_id == study.id,
+        Allocation.status == AllocationStatus.submitted,
+    )
     return StudyProgress(
         slug=study.slug,
         assignments=assignments,
@@ -699,4 +707,6 @@ def study_progress(*, session: Session, study_slug: str) -> StudyProgress:
         workers=int(workers or 0),
         stimuli=int(stimuli or 0),
         items_per_assignment=study.items_per_assignment,
+        attention={("not judged" if key is None else key): n for key, n in judged.items()},
+        experiment=study.experiment.slug if study.experiment else None,
     )
