@@ -33,7 +33,7 @@ from study_server.db.models import (
     Study,
     Worker,
 )
-from study_server.db.store import find_study, record_event
+from study_server.db.store import find_named, find_study, record_event
 from study_server.errors import ConflictError, NotFoundError
 from study_server.slug import SLUG_RULE, is_slug
 
@@ -58,14 +58,14 @@ class JoinResult:
 
 
 def find_experiment(session: Session, slug: str, *, list_known: bool = False) -> Experiment:
-    experiment = session.scalar(select(Experiment).where(Experiment.slug == slug))
-    if experiment is not None:
-        return experiment
-    if not list_known:
-        raise ExperimentNotFound(f"no experiment named {slug!r}")
-    known = session.scalars(select(Experiment.slug).order_by(Experiment.slug)).all()
-    listing = ", ".join(known) if known else "none; make one with `study-server experiment create`"
-    raise ExperimentNotFound(f"no experiment {slug!r} in the database (experiments: {listing})")
+    return find_named(
+        session,
+        Experiment,
+        slug,
+        list_known=list_known,
+        error=ExperimentNotFound,
+        none_yet="make one with `study-server experiment create`",
+    )
 
 
 def experiment_studies(session: Session, experiment_id: int) -> list[Study]:

@@ -116,32 +116,8 @@ def sync(
         group_id = row.exclusion_group_id
         group_name = exclusion_group_name(find_study(session, study_slug))
     done = {sub.participant_id for sub in listed.values() if sub.status not in OPEN_STATUSES}
-    _fill_group(client, settings, group_id, group_name, done, report)
-    _fill_experiment_group(client, settings, group_id, group_name, done, report)
+    _fill_groups(client, settings, group_id, group_name, done, report)
     return report
-
-
-def _fill_experiment_group(
-    client: ProlificClient,
-    settings: ProlificSettings,
-    group_id: str | None,
-    group_name: str,
-    participants: set[str],
-    report: SyncReport,
-) -> None:
-    """A study published before it joined an experiment blocklists a group of its own (filled
-    above); its participants go into the experiment's group too, which the later studies of
-    the experiment blocklist. Nothing to do when the two are one group, or the experiment's
-    does not exist yet (no study of it published since it was made)."""
-    if not participants or group_id is None:
-        return
-    try:
-        group = client.find_group(settings.workspace_id or "", group_name)
-        if group is None or group.id == group_id:
-            return
-        report.group_added += _add_missing(client, group.id, participants)
-    except errors.RequestRejected as error:
-        report.group_problem = str(error)
 
 
 def _add_missing(client: ProlificClient, group_id: str, participants: set[str]) -> int:
@@ -236,7 +212,7 @@ def rejection_note(reason: str | None) -> str:
     return f"rejected on Prolific: {reason or 'no reason recorded here'}"
 
 
-def _fill_group(
+def _fill_groups(
     client: ProlificClient,
     settings: ProlificSettings,
     group_id: str | None,
@@ -244,15 +220,21 @@ def _fill_group(
     participants: set[str],
     report: SyncReport,
 ) -> None:
+    """Put the participants in the group the study blocklists (`group_id`, else the one named
+    `group_name`), and in the group named `group_name` when that is another one: a study
+    published before it joined an experiment blocklists a group of its own, while the later
+    studies of the experiment blocklist the experiment's."""
     if not participants:
         return
     try:
-        if group_id is None:
-            group = client.find_group(settings.workspace_id or "", group_name)
-            if group is None:
-                report.group_problem = f"participant group {group_name!r} not found on Prolific"
-                return
-            group_id = group.id
-        report.group_added = _add_missing(client, group_id, participants)
+        named = client.find_group(settings.workspace_id or "", group_name)
+        targets = {group_id} if group_id is not None else set()
+        if named is not None:
+            targets.add(named.id)
+        if not targets:
+            report.group_problem = f"participant group {group_name!r} not found on Prolific"
+            return
+        # People newly excluded (into one group or both).
+        report.group_added = max(_add_missing(client, t, participants) for t in sorted(targets))
     except errors.RequestRejected as error:
         report.group_problem = str(error)

@@ -49,17 +49,9 @@ def test_consent_then_labels_by_keyboard_then_debrief_then_mturk_inside_its_ifra
     )
     fake_mturk.on_submit = lambda: _label_count(database_url)
     server = live_server_factory(settings)
-    hit = f"{server.url}/hit/{study.slug}?" + urllib.parse.urlencode(
-        {
-            "assignmentId": "ASSIGN-B1",
-            "hitId": "HIT1",
-            "workerId": "WORKER-B1",
-            "turkSubmitTo": fake_mturk.origin,
-        }
-    )
     page = browser.new_page()
     problems = watch(page)
-    page.goto(f"{fake_mturk.origin}/frame?src={urllib.parse.quote(hit, safe='')}")
+    page.goto(framed_hit(fake_mturk, server.url, study.slug, "ASSIGN-B1", "HIT1", "WORKER-B1"))
     frame = page.frame_locator("#hit")
     consent = frame.locator("#consent-text")
     consent.wait_for(state="visible")
@@ -250,6 +242,21 @@ def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factor
         session.close()
 
 
+def framed_hit(
+    fake_mturk: FakeMTurk, server_url: str, slug: str, assignment: str, hit: str, worker: str
+) -> str:
+    """The stand-in MTurk page framing the HIT page with MTurk's parameters."""
+    page = f"{server_url}/hit/{slug}?" + urllib.parse.urlencode(
+        {
+            "assignmentId": assignment,
+            "hitId": hit,
+            "workerId": worker,
+            "turkSubmitTo": fake_mturk.origin,
+        }
+    )
+    return f"{fake_mturk.origin}/frame?src={urllib.parse.quote(page, safe='')}"
+
+
 def _tab_to(page, element_id: str) -> None:
     """Press Tab until the element has the focus, as a keyboard user does."""
     for _ in range(20):
@@ -286,17 +293,9 @@ def test_declining_ends_politely_and_stores_only_the_refusal(
         url, frame_ancestors=[fake_mturk.origin], turk_submit_hosts=[fake_mturk.origin]
     )
     server = live_server_factory(settings)
-    hit = f"{server.url}/hit/{study.slug}?" + urllib.parse.urlencode(
-        {
-            "assignmentId": "ASSIGN-NO",
-            "hitId": "HIT0",
-            "workerId": "WORKER-NO",
-            "turkSubmitTo": fake_mturk.origin,
-        }
-    )
     page = browser.new_page()
     problems = watch(page)
-    page.goto(f"{fake_mturk.origin}/frame?src={urllib.parse.quote(hit, safe='')}")
+    page.goto(framed_hit(fake_mturk, server.url, study.slug, "ASSIGN-NO", "HIT0", "WORKER-NO"))
     frame = page.frame_locator("#hit")
     frame.locator("#decline").click()
     frame.locator("#declined").wait_for(state="visible")
