@@ -341,7 +341,8 @@ def _attention_lines(result: DefenseResult) -> list[str]:
     else:
         head = (
             f"Left out for failing the study's attention policy ({len(failures)} "
-            f"submission(s), {labels} label(s); `--include-failed-attention` counts them):"
+            f"submission(s), {labels} label(s); `--include-failed-attention` counts them; the "
+            "catch accuracy above is of the submissions counted, after this exclusion):"
         )
     return [
         "",

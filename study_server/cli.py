@@ -409,14 +409,15 @@ def _show_protocol(session: Session, slug: str) -> None:
                 if text.placeholders
                 else ""
             )
-            agreed = ""
-            if kind == TextKind.consent:
-                n = session.scalar(
-                    select(func.count())
-                    .select_from(Allocation)
-                    .where(Allocation.consent_text_id == text.id)
-                )
-                agreed = f"; agreed to by {n}"
+            column, verb = (
+                (Allocation.consent_text_id, "agreed to by")
+                if kind == TextKind.consent
+                else (Allocation.debrief_text_id, "given to")
+            )
+            n = session.scalar(
+                select(func.count()).select_from(Allocation).where(column == text.id)
+            )
+            agreed = f"; {verb} {n}"
             print(
                 f"  {kind.value} v{text.version}{current}: sha256 {text.sha256}, from {origin}, "
                 f"{text.created_at:%Y-%m-%d %H:%M}Z{agreed}{left}"

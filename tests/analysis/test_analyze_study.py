@@ -218,7 +218,7 @@ def test_failed_attention_is_left_out_with_its_reasons_and_can_be_included(
     (result,) = json.loads(out)["results"]
     assert code == 0 and result["change"]["count"] == hand["change"]
     assert result["annotators"] == len(passed)
-    reason = "submission failed the study's attention policy (listed below)"
+    reason = "from submissions that failed the study's attention policy (listed below)"
     assert result["excluded"][reason] == 6 * failed
     assert len(result["attention_failures"]) == failed
     assert all(

@@ -155,7 +155,7 @@ def test_an_experiment_on_mturk_excludes_across_studies_and_applies_the_attentio
     assert failure["worker_id"] == "ACARELESS" and failure["labels"] == 6
     assert "0 of 1 catch trial(s) right (0%; the policy asks for at least 50%)" in failure["why"]
     assert table["ours"]["excluded"] == {
-        "submission failed the study's attention policy (listed below)": 6
+        "from submissions that failed the study's attention policy (listed below)": 6
     }
     assert _table(capsys, url, "--include-failed-attention")["ours"]["annotators"] == 3
 
