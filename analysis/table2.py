@@ -66,9 +66,7 @@ SOURCES = ("auto", "all", *MARKETS, "local")
 OUTCOMES = ("change", "no_change", "other")
 OURS = "ours"
 FAILED_ATTENTION = "failed_attention"
-FAILED_ATTENTION_REASON = (
-    "from submissions that failed the study's attention policy (listed below)"
-)
+FAILED_ATTENTION_REASON = "from submissions that failed the study's attention policy (listed below)"
 
 
 def effective_source(source: str, info: StudyInfo) -> str:

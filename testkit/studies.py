@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from study_server import experiments
+from study_server.attention import PolicySpec
 from study_server.db.models import Allocation, MTurkHit, Study, TextKind
 from study_server.db.session import begin_write
-from study_server.attention import PolicySpec
 from study_server.importer import ImportResult, Protocol, import_bundle
 from study_server.invitations import mint
 from study_server.protocol_texts import attach_files, require_text
