@@ -5,6 +5,7 @@ changes, and the studies of an experiment share one pool of people (MTurk ids, l
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from study_server.attention import PolicySpec, judge
@@ -325,3 +326,41 @@ def test_studies_with_a_shared_participant_cannot_form_an_experiment(
     assert "no experiment 'nope' in the database (experiments: mnist-fc)" in capsys.readouterr().err
     assert study_server(["experiment", "list", *db]) == 0
     assert capsys.readouterr().out == "mnist-fc: ours-fc (ours/fc), vat-fc (vat/fc)\n"
+
+
+def test_import_sets_the_protocol_and_the_experiment(
+    sqlite_database_url, make_bundle, tmp_path, capsys
+):
+    url = sqlite_database_url
+    db = ["--database-url", url]
+    consent = tmp_path / "consent.md"
+    consent.write_text("# Consent\n\nThe lab's words.\n", encoding="utf-8")
+    ours, at = (
+        make_bundle(n_adversarial=10, n_catch=2),
+        make_bundle(n_adversarial=10, defense="at", seed=1),
+    )
+    assert study_server(["experiment", "create", "mnist-fc", *db]) == 0
+    argv = ["import", str(ours), "--consent", str(consent), "--min-catch-accuracy", "1"]
+    assert study_server([*argv, "--experiment", "mnist-fc", *db]) == 0
+    out = capsys.readouterr().out
+    assert f"consent {consent}, debrief built-in default (edit it)" in out
+    assert "attention policy: catch accuracy >= 100%" in out and "experiment: mnist-fc" in out
+    assert study_server([*argv, *db]) == 2  # the texts and policy of a study change elsewhere
+    assert "change its texts or policy with `study-server protocol attach|attention ours-fc`" in (
+        capsys.readouterr().err
+    )
+    assert study_server(["import", str(at), *db]) == 0
+    assert study_server(["import", str(at), "--experiment", "mnist-fc", *db]) == 0
+    assert "it joined experiment 'mnist-fc'" in capsys.readouterr().out
+    assert study_server(["import", str(at), "--experiment", "nope", *db]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+    assert study_server(["protocol", "show", "ours-fc", *db]) == 0
+    shown = capsys.readouterr().out
+    assert (
+        "experiment: mnist-fc" in shown
+        and "attention policy v1 (current): catch accuracy >= 100% (import" in shown
+    )
+    with pytest.raises(SystemExit) as refused:  # argparse's own exit status 2
+        study_server(["import", str(ours), "--min-catch-accuracy", "lots", *db])
+    assert refused.value.code == 2
+    assert "must be a share like 0.8 or 'none', got 'lots'" in capsys.readouterr().err
