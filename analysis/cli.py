@@ -1,6 +1,7 @@
 """`analyze-study`: the paper's Table 2 from the labels people gave, and planning before paying.
 
-    analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...]
+    analyze-study --defense ours [--net fc|lenet] [--all] [--study SLUG ...] [--experiment E]
+                  [--include-failed-attention]
                   [--format markdown|csv|json] [--database-url URL | --export FILE ...]
                   [--source auto|all|mturk|prolific|local] [--plot table2.png] [--figures DIR] [--out FILE]
                   [--seed 0] [--resamples 1999] [--bins 5]
@@ -61,6 +62,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         metavar="SLUG",
         help="exactly this study (repeatable)",
     )
+    which.add_argument(
+        "--experiment",
+        metavar="SLUG",
+        help="the studies of this experiment (every defense of it, or --defense's)",
+    )
     source = parser.add_argument_group("where the labels come from")
     source.add_argument(
         "--database-url",
@@ -89,6 +95,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="whose labels count: MTurk or Prolific (confirmed by their `sync`), lab (invited "
         "codes), or all; auto (default): a study's market labels if it was published on a "
         "market, else its lab labels",
+    )
+    source.add_argument(
+        "--include-failed-attention",
+        action="store_true",
+        help="count submissions that failed the study's attention policy too (they are left "
+        "out by default, and listed with their reasons either way): shows the exclusion's effect",
     )
     method = parser.add_argument_group("statistics")
     method.add_argument(
@@ -119,7 +131,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> list[StudyLabels]:
     choose = partial(
-        choose_studies, defense=args.defense, network=args.net, every=args.all, slugs=args.study
+        choose_studies,
+        defense=args.defense,
+        network=args.net,
+        every=args.all,
+        slugs=args.study,
+        experiment=args.experiment,
     )
     if args.export:
         studies = [study for path in args.export for study in read_export(path)]
@@ -161,10 +178,11 @@ def _run(args: argparse.Namespace) -> None:
     table = compute_table2(
         _load(args),
         source=args.source,
-        skip_empty=args.all,
+        skip_empty=args.all or (args.experiment is not None and not args.defense),
         seed=args.seed,
         resamples=args.resamples,
         bins=args.bins,
+        include_failed_attention=args.include_failed_attention,
     )
     _write(render(table, args.format), args.out)
     if args.plot:

@@ -39,6 +39,8 @@ class StudyInfo:
     class_names: tuple[str, ...] | None
     # Markets the study has HITs on ("mturk"): then its labels are that market's by default.
     markets: tuple[str, ...] = ()
+    # The experiment the study belongs to (`analyze-study --experiment`), None if none.
+    experiment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class LabelRow:
     rho: float | None = None
     confidence_original: float | None = None
     confidence_adversarial: float | None = None
+    # The submission's attention outcome ("passed", "failed_attention", "not_applicable";
+    # None: never judged, or an export from before the protocol) and its numbers.
+    attention: str | None = None
+    attention_note: str | None = None
 
     @property
     def annotator(self) -> tuple[str, str]:
@@ -98,6 +104,11 @@ def _optional_float(raw: dict[str, Any], name: str) -> float | None:
     return None if value in (None, "") else float(value)
 
 
+def _optional_text(raw: dict[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    return None if value in (None, "") else str(value)
+
+
 def _row(raw: dict[str, Any], where: str) -> LabelRow:
     missing = [name for name in _REQUIRED if name not in raw]
     if missing:
@@ -117,10 +128,12 @@ def _row(raw: dict[str, Any], where: str) -> LabelRow:
             worker_id=str(raw["worker_id"]),
             allocation_status=str(raw["allocation_status"]),
             verification=str(raw["verification"]),
-            stimulus_id=None if raw.get("stimulus_id") in (None, "") else str(raw["stimulus_id"]),
+            stimulus_id=_optional_text(raw, "stimulus_id"),
             rho=_optional_float(raw, "rho"),
             confidence_original=_optional_float(raw, "confidence_original"),
             confidence_adversarial=_optional_float(raw, "confidence_adversarial"),
+            attention=_optional_text(raw, "attention"),
+            attention_note=_optional_text(raw, "attention_note"),
         )
     except (TypeError, ValueError) as error:
         raise AnalysisError(f"{where}: {error}") from error
@@ -138,6 +151,7 @@ def _info_from(
         dataset=str(raw.get("dataset", "")),
         class_names=tuple(class_names) if class_names else None,
         markets=tuple(markets),
+        experiment=_optional_text(raw, "experiment"),
     )
 
 
@@ -178,7 +192,9 @@ def read_export(path: str | Path) -> list[StudyLabels]:
         StudyLabels(
             replace(
                 infos[slug],
-                markets=tuple(m for m in MARKET_SOURCES if any(r.worker_source == m for r in group)),
+                markets=tuple(
+                    m for m in MARKET_SOURCES if any(r.worker_source == m for r in group)
+                ),
             ),
             tuple(group),
         )
@@ -206,6 +222,7 @@ def load_studies(
             study.dataset,
             tuple(study.class_names),
             tuple(study_markets(session, study)),
+            experiment=study.experiment.slug if study.experiment else None,
         )
         for study in session.scalars(select(Study).order_by(Study.slug))
     ]

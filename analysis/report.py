@@ -35,7 +35,17 @@ _SOURCE_TEXT = {
 
 
 def counted_text(table: Table2) -> str:
-    """Whose labels the table counts, and why (with `--source auto`, per study)."""
+    """Whose labels the table counts, and why (with `--source auto`, per study), and whether
+    submissions that failed the attention policy are in."""
+    attention = (
+        "; submissions that failed the attention policy INCLUDED (--include-failed-attention)"
+        if table.include_failed_attention
+        else "; submissions that failed the attention policy left out"
+    )
+    return _whose(table) + attention
+
+
+def _whose(table: Table2) -> str:
     if table.source != "auto":
         return _SOURCE_TEXT[table.source]
     parts = []
@@ -314,7 +324,35 @@ def _details(result: DefenseResult) -> list[str]:
     if result.excluded:
         left_out = "; ".join(f"{n} {reason}" for reason, n in result.excluded.items())
         lines += ["", f"Labels left out: {left_out}."]
+    lines += _attention_lines(result)
     return lines
+
+
+def _attention_lines(result: DefenseResult) -> list[str]:
+    failures = result.attention_failures
+    if not failures:
+        return []
+    labels = sum(f.labels for f in failures)
+    if result.failed_attention_included:
+        head = (
+            f"**Included on request (--include-failed-attention):** {len(failures)} "
+            f"submission(s), {labels} label(s), that failed the study's attention policy:"
+        )
+    else:
+        head = (
+            f"Left out for failing the study's attention policy ({len(failures)} "
+            f"submission(s), {labels} label(s); `--include-failed-attention` counts them; the "
+            "catch accuracy above is of the submissions counted, after this exclusion):"
+        )
+    return [
+        "",
+        head,
+        "",
+        *(
+            f"- {f.study}, assignment {f.assignment}, {f.annotator[0]}:{f.annotator[1]}: {f.note}"
+            for f in failures
+        ),
+    ]
 
 
 def render_markdown(table: Table2) -> str:
@@ -568,6 +606,8 @@ def render_json(table: Table2) -> str:
                 "per_image": result.consensus.as_dict() if result.consensus else None,
                 "psychometric": [curve.as_dict() for curve in result.curves],
                 "counted_source": result.counted_source,
+                "attention_failures": [f.as_dict() for f in result.attention_failures],
+                "failed_attention_included": result.failed_attention_included,
             }
         )
     document = {

@@ -23,7 +23,11 @@ Which labels count (`exclusion_reason`), decided here once for the database and 
 - whose labels by default (`--source auto`): a study published on a market counts that
   market's confirmed submissions only, and its lab labels only with `--source all` or
   `local`; a study on no market counts its invited lab labels. The report says which it did,
-  and always shows labels per source.
+  and always shows labels per source;
+- not submissions that failed the study's attention policy (`failed_attention`, judged when
+  they were stored, study_server/attention.py): each is listed with its numbers, and
+  `--include-failed-attention` counts them anyway, to show what the exclusion changes.
+  Submissions never judged (stored before the protocol existed) count.
 
 Several studies of the same defense and network (e.g. seeds) are pooled into one row, and
 the row lists them.
@@ -61,6 +65,8 @@ MARKETS = {"mturk": ("MTurk", "mturk"), "prolific": ("Prolific", "prolific")}
 SOURCES = ("auto", "all", *MARKETS, "local")
 OUTCOMES = ("change", "no_change", "other")
 OURS = "ours"
+FAILED_ATTENTION = "failed_attention"
+FAILED_ATTENTION_REASON = "from submissions that failed the study's attention policy (listed below)"
 
 
 def effective_source(source: str, info: StudyInfo) -> str:
@@ -70,8 +76,18 @@ def effective_source(source: str, info: StudyInfo) -> str:
     return next((market for market in MARKETS if market in info.markets), "local")
 
 
-def exclusion_reason(row: LabelRow, source: str = "all") -> str | None:
+def exclusion_reason(
+    row: LabelRow, source: str = "all", *, include_failed_attention: bool = False
+) -> str | None:
     """Why a label does not count, or None when it does."""
+    reason = _reason_before_attention(row, source)
+    if reason is None and row.attention == FAILED_ATTENTION and not include_failed_attention:
+        return FAILED_ATTENTION_REASON
+    return reason
+
+
+def _reason_before_attention(row: LabelRow, source: str) -> str | None:
+    """Why the label does not count, the attention policy aside."""
     if row.allocation_status != "submitted":
         return f"assignment {row.allocation_status}, not submitted"
     if row.target is not None and row.target == row.original_label:
@@ -117,6 +133,28 @@ class Outcomes:
 
 
 @dataclass(frozen=True)
+class AttentionFailure:
+    """A submission the attention policy failed, otherwise counted: left out (or, with
+    --include-failed-attention, counted and said so)."""
+
+    study: str
+    annotator: tuple[str, str]
+    assignment: int
+    labels: int
+    note: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "study": self.study,
+            "worker_source": self.annotator[0],
+            "worker_id": self.annotator[1],
+            "assignment": self.assignment,
+            "labels": self.labels,
+            "why": self.note,
+        }
+
+
+@dataclass(frozen=True)
 class ClassRow:
     original_label: int
     name: str
@@ -143,6 +181,9 @@ class DefenseResult:
     rows: tuple[LabelRow, ...] = field(default=(), repr=False)  # the counted adversarial labels
     # Whose labels were counted ("mturk", "local" or "all"), after resolving `--source auto`.
     counted_source: str = "all"
+    # Submissions that failed the attention policy (left out, unless included on request).
+    attention_failures: list[AttentionFailure] = field(default_factory=list)
+    failed_attention_included: bool = False
 
     @property
     def paper(self) -> Table2Row | None:
@@ -181,6 +222,7 @@ class Table2:
     source: str
     skipped: dict[str, str] = field(default_factory=dict)  # group title -> why
     comparisons: list[Comparison] = field(default_factory=list)
+    include_failed_attention: bool = False
 
 
 def choose_studies(
@@ -190,8 +232,15 @@ def choose_studies(
     network: str | None = None,
     every: bool = False,
     slugs: Iterable[str] = (),
+    experiment: str | None = None,
 ) -> list[StudyInfo]:
-    """The studies a command line asks for; a clear `AnalysisError` when none or unknown."""
+    """The studies a command line asks for; a clear `AnalysisError` when none or unknown.
+    `experiment` narrows to its studies (every defense of it unless `defense` is given)."""
+    if experiment is not None:
+        infos = [i for i in infos if i.experiment == experiment]
+        if not infos:
+            raise AnalysisError(f"no study of experiment {experiment!r}")
+        every = every or not defense
     known = (
         ", ".join(f"{i.slug} ({i.defense}/{i.network})" for i in infos)
         or "none; import and label one first"
@@ -249,6 +298,7 @@ def compute_table2(
     seed: int = 0,
     resamples: int = RESAMPLES,
     bins: int = 5,
+    include_failed_attention: bool = False,
 ) -> Table2:
     """One result per (defense, network) among `studies`, and ours against each baseline.
 
@@ -266,12 +316,21 @@ def compute_table2(
     groups: dict[tuple[int, int, str, str], list[StudyLabels]] = {}
     for study in studies:
         groups.setdefault(_group_key(study.info), []).append(study)
-    table = Table2(results=[], source=source)
+    table = Table2(results=[], source=source, include_failed_attention=include_failed_attention)
     for key in sorted(groups):
         members = groups[key]
         try:
             table.results.append(
-                _result(key[3], key[2], members, source, seed=seed, resamples=resamples, bins=bins)
+                _result(
+                    key[3],
+                    key[2],
+                    members,
+                    source,
+                    seed=seed,
+                    resamples=resamples,
+                    bins=bins,
+                    include_failed_attention=include_failed_attention,
+                )
             )
         except AnalysisError as error:
             if not skip_empty:
@@ -328,14 +387,18 @@ def _result(
     seed: int = 0,
     resamples: int = RESAMPLES,
     bins: int = 5,
+    include_failed_attention: bool = False,
 ) -> DefenseResult:
     slugs = tuple(m.info.slug for m in members)
     sources = {m.info.slug: effective_source(source, m.info) for m in members}
     rows = [(row, sources[m.info.slug]) for m in members for row in m.rows]
-    excluded = Counter(
-        reason for row, src in rows if (reason := exclusion_reason(row, src)) is not None
-    )
-    counted = [row for row, src in rows if exclusion_reason(row, src) is None]
+    reasons = [
+        exclusion_reason(row, src, include_failed_attention=include_failed_attention)
+        for row, src in rows
+    ]
+    excluded = Counter(reason for reason in reasons if reason is not None)
+    counted = [row for (row, _), reason in zip(rows, reasons, strict=True) if reason is None]
+    failures = _attention_failures(rows)
     adversarial = [row for row in counted if row.kind == "adversarial" and row.target is not None]
     if not adversarial:
         detail = (
@@ -384,4 +447,18 @@ def _result(
         curves=curves(adversarial, bins=bins, seed=seed, resamples=min(resamples, 999)),
         rows=tuple(adversarial),
         counted_source="+".join(sorted(set(sources.values()))),
+        attention_failures=failures,
+        failed_attention_included=include_failed_attention,
     )
+
+
+def _attention_failures(rows: list[tuple[LabelRow, str]]) -> list[AttentionFailure]:
+    """Each submission that failed the attention policy and would otherwise count."""
+    found: dict[tuple[str, tuple[str, str], int], list[LabelRow]] = {}
+    for row, src in rows:
+        if row.attention == FAILED_ATTENTION and _reason_before_attention(row, src) is None:
+            found.setdefault((row.study, row.annotator, row.assignment), []).append(row)
+    return [
+        AttentionFailure(study, annotator, assignment, len(labels), labels[0].attention_note or "")
+        for (study, annotator, assignment), labels in sorted(found.items())
+    ]

@@ -4,9 +4,9 @@
     python bench/server.py --assignments 40 --clients 10 --workers 2
 
 Each simulated worker does what a browser does on MTurk: the preview page, the accepted
-HIT page, accept (allocation), the 25 images each followed by saving its label, submit. 50 of them run at once (asyncio +
-aiohttp) against uvicorn on a loopback port, in its own process, on a fresh PostgreSQL
-database. Printed: total time, requests, errors, p50/p99 latency (all requests, and per
+HIT page (its consent text agreed to), accept (allocation), the 25 images each followed by
+saving its label, submit. 50 of them run at once (asyncio + aiohttp) against uvicorn on a
+loopback port, in its own process, on a fresh PostgreSQL database. Printed: total time, requests, errors, p50/p99 latency (all requests, and per
 step), and the throughput ratio to a bare FastAPI endpoint served by the same uvicorn
 and hammered by the same client in the same run (the ceiling this machine and client
 allow). After the run the database is checked: every label stored once.
@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,8 @@ import aiohttp
 from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parents[1]
+# The page's data block (label.html): the accept carries its consentSha256.
+CONFIG = re.compile(r'<script type="application/json" id="config">(.*?)</script>', re.DOTALL)
 sys.path.insert(0, str(ROOT))
 
 # A bare endpoint: what uvicorn + FastAPI + this client do with no work behind them.
@@ -95,7 +98,11 @@ async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) 
         "workerId": worker,
         "turkSubmitTo": submit_host,
     }
-    await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    page = await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    if page is None:
+        return
+    # The worker reads the consent text and agrees: the page sends the SHA-256 it was shown.
+    config = json.loads(CONFIG.search(page.decode()).group(1))
     accepted = await recorder.call(
         "accept",
         "POST",
@@ -103,6 +110,7 @@ async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) 
         json={
             "worker_id": worker,
             "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_host},
+            "consent_sha256": config["consentSha256"],
         },
     )
     if accepted is None:

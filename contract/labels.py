@@ -3,7 +3,12 @@ and the state of their submission. The study server writes them (`/admin/.../exp
 proxy annotators write the same columns, and `analyze-study --export` reads any such file.
 
 `rho` (the perturbation size ||r||/||x|| of the stimulus) came later: exports written before
-it lack the column, and the analysis reads them without the psychometric view."""
+it lack the column, and the analysis reads them without the psychometric view. So did the
+protocol's columns, at the end: `attention` (the submission's outcome against the study's
+attention policy: passed, failed_attention, not_applicable, or empty when never judged),
+`attention_note` (its numbers, or why it failed) and `experiment` (the experiment the study
+belongs to, empty if none); the analysis reads exports without them as never judged and in
+no experiment."""
 
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ EXPORT_COLUMNS = (
     "mturk_assignment_id",
     "hit_id",
     "submitted_at",
+    "attention",
+    "attention_note",
+    "experiment",
 )
 
 # The worker sources of people's labels (study_server.db.models.WorkerSource).

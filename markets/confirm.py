@@ -84,3 +84,20 @@ def cost_confirmation(
         )
 
     return confirm
+
+
+def confirm_decisions(
+    count: int, *, yes: bool, what: str = "decision(s)", say: Callable[[str], None] = print
+) -> bool:
+    """Whether to carry out `count` proposed decisions (pay, reject): `--yes`, or "yes" typed
+    at the prompt. Without a terminal and without `--yes` it is bad input (exit 2), so a
+    script never decides by default."""
+    if yes or count == 0:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"carrying out {count} {what} needs confirmation: rerun with --yes")
+    answer = input(f"Type yes to carry out these {count} {what}, anything else to stop: ")
+    if answer.strip().lower() != "yes":
+        say("not confirmed: nothing done")
+        return False
+    return True

@@ -36,6 +36,36 @@ class ReviewReport:
     left_for_review: list[str] = field(default_factory=list)
 
 
+APPROVE, REJECT, LEAVE = "approve", "reject", "leave"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a `review` command proposes for one submission, and why (see docs/protocol.md
+    for each market's rule on attention checks)."""
+
+    submission: str  # MTurk's assignment id, Prolific's submission (session) id
+    worker_id: str
+    decision: str  # APPROVE, REJECT or LEAVE (nothing done)
+    counted: bool  # whether its labels count in Table 2
+    why: str
+    message: str | None = None  # what the person reads with a rejection
+
+
+def show_proposals(proposals: list[Proposal], *, where: str, unit: str, rule: str) -> int:
+    """Print the proposals; the number that would be acted on."""
+    say(f"{where}: {len(proposals)} {unit}(s) to review; {rule}")
+    for p in proposals:
+        counted = "counted" if p.counted else "not counted"
+        say(f"  {p.decision:<7} {p.submission}  {p.worker_id}  [{counted}] {p.why}")
+        if p.message:
+            say(f"          they read: {p.message}")
+    acting = sum(1 for p in proposals if p.decision in (APPROVE, REJECT))
+    if not acting:
+        say("nothing to decide")
+    return acting
+
+
 def report_review(report: ReviewReport, *, where: str, unit: str) -> int:
     """Print a review's outcome ("study ours-fc on Prolific: approved 3 submission(s)");
     exit status 1 if the market refused any."""

@@ -21,3 +21,9 @@ def expect_ok(step: str, response: httpx.Response) -> httpx.Response:
     if response.status_code != 200:
         raise FlowError(step, response)
     return response
+
+
+def agreed_consent(client: httpx.Client, slug: str) -> str:
+    """What a person's page does before the accept: read the study's consent text and agree
+    to it; the SHA-256 the accept must carry."""
+    return expect_ok("consent", client.get(f"/api/studies/{slug}/consent")).json()["sha256"]

@@ -291,6 +291,8 @@ class _Prolific:
             public_url=server_url,
             allocation_timeout_s=self.allocation_timeout_s,
             confirm=lambda plan: True,  # the fake's money: nobody is paid
+            # Simulated people agree to whatever the texts say; a real study attaches its own.
+            allow_unedited_texts=True,
         )
         if result.prolific_study_id is None:
             raise RuntimeError(f"the fake published no Prolific study for {slug}")

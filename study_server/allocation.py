@@ -31,6 +31,13 @@ harmless instead (the threat model is in docs/deployment.md):
    returns to the pool unless another claim holds or submitted it (`release_flagged`).
 7. **One counted submission per assignment** (schema): if MTurk confirms two submissions of
    the same images, the earlier counted one stays and the later one is flagged as a duplicate.
+8. **One study per experiment**: a person who holds an allocation (in any state) in another
+   study of the same experiment (`store.sibling_study_ids`) is refused (409), whatever the
+   source. Claims of one person take turns (their `workers` row is locked), so two accepts
+   racing into two studies cannot both pass.
+9. **Consent first**: nothing is allocated without the SHA-256 of the study's current consent
+   text, which the person agreed to on the page (`protocol_texts.check_consent`); the
+   allocation keeps it, with the time.
 
 Lab claims (invitations) draw only from the pool and are never shared: the invitation is
 the credential. Every write runs in one transaction that the caller opened with
@@ -61,7 +68,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
-from study_server.db.store import record_event
+from study_server.db.store import record_event, sibling_study_ids
 from study_server.errors import ConflictError, LimitReached, NotFoundError
 
 if TYPE_CHECKING:
@@ -102,7 +109,7 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, math.ceil((moment - now).total_seconds()))
 
 
-def _live(now: datetime):  # noqa: ANN202 - a SQL condition
+def _live(now: datetime):
     """Claims that hold their images: active and in time, or submitted and not flagged."""
     return or_(
         and_(Allocation.status == AllocationStatus.active, Allocation.expires_at >= now),
@@ -111,6 +118,30 @@ def _live(now: datetime):  # noqa: ANN202 - a SQL condition
             Allocation.verification != Verification.flagged,
         ),
     )
+
+
+def refuse_sibling_participant(
+    session: Session, *, study_id: int, source: WorkerSource, external_id: str
+) -> None:
+    """Rule 8: refuse a person who took part in another study of the same experiment."""
+    others = [i for i in sibling_study_ids(session, study_id=study_id) if i != study_id]
+    if not others:
+        return
+    elsewhere = session.scalar(
+        select(Allocation.id)
+        .join(Worker, Worker.id == Allocation.worker_id)
+        .where(
+            Allocation.study_id.in_(others),
+            Worker.source == source,
+            Worker.external_id == external_id,
+        )
+        .limit(1)
+    )
+    if elsewhere is not None:
+        raise ConflictError(
+            "you already took part in another study of this experiment; each person takes "
+            "part in only one"
+        )
 
 
 def hold_deadline(hit: MTurkHit | None, *, now: datetime, policy: AllocationPolicy) -> datetime:

@@ -2,12 +2,20 @@
 
     study-server migrate                      # create or upgrade the schema (Alembic)
     study-server import BUNDLE [--slug S]     # a bundle becomes a study of assignments
+           [--experiment E] [--consent FILE] [--debrief FILE]
+           [--min-catch-accuracy X] [--min-median-response-ms N]
     study-server serve [--host H --port P]    # uvicorn: HIT page, lab link, admin API
                        [--app analysis.dashboard.app:create_app]     # ... and the dashboard
     study-server studies                      # what is imported, and how far labeling got
     study-server invite SLUG --n 40           # 40 single-use lab links (codes stored hashed)
     study-server lab-url SLUG                 # the lab page where a printed code is typed
     study-server demo-bundle OUT              # a synthetic bundle to try all this (not a study)
+    study-server experiment create E --study A --study B   # one pool of people for studies
+    study-server experiment add E --study C | list
+    study-server protocol show SLUG           # consent/debrief versions, attention policy
+    study-server protocol defaults DIR        # the built-in texts, to edit
+    study-server protocol attach SLUG|--experiment E [--consent FILE] [--debrief FILE]
+    study-server protocol attention SLUG|--experiment E --min-catch-accuracy X ...
 
 The database is DATABASE_URL from settings (SQLite file `advcritic.db` by default), or
 `--database-url`. Bad input (a bundle that fails verification, an unknown study, a slug
@@ -28,11 +36,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.bundle import BundleError
 from contract.cli import UsageError, run_command
+from study_server.attention import PolicySpec
 from study_server.db.access import DatabaseNotReady, describe_url, open_engine
 from study_server.db.migrate import current_revision, upgrade
 from study_server.db.session import create_session_factory
 from study_server.errors import StudyError
 from study_server.links import hit_url, lab_invitation_url, lab_url
+from study_server.protocol_texts import read_text_file
 from study_server.settings import Settings, get_settings
 
 SERVER_APP = "study_server.api.app:create_app"
@@ -64,14 +74,66 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     )
 
 
+def _default_policy(settings: Settings) -> PolicySpec:
+    try:
+        return PolicySpec(
+            settings.attention.min_catch_accuracy, settings.attention.min_median_response_ms
+        )
+    except ValueError as error:
+        raise UsageError(f"ADVCRITIC_ATTENTION_*: {error}") from error
+
+
+# `--min-catch-accuracy none`: the policy has no minimum of that kind.
+OFF = "none"
+
+
+def _policy(args: argparse.Namespace, default: PolicySpec) -> PolicySpec | None:
+    """The policy the options ask for, the rest from `default` (None: no option given)."""
+    catch, time = args.min_catch_accuracy, args.min_median_response_ms
+    if catch is None and time is None:
+        return None
+    try:
+        return PolicySpec(
+            default.min_catch_accuracy if catch is None else (None if catch == OFF else catch),
+            default.min_median_response_ms if time is None else (None if time == OFF else time),
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _number_or_off(kind: type[float | int], name: str):
+    def parse(text: str) -> float | int | str:
+        if text.strip().lower() == OFF:
+            return OFF
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a {'share like 0.8' if kind is float else 'whole number of ms'} "
+                f"or 'none', got {text!r}"
+            ) from None
+
+    return parse
+
+
 def cmd_import(args: argparse.Namespace) -> None:
-    from study_server.importer import import_bundle
+    from study_server.importer import Protocol, import_bundle
 
     settings = _settings(args)
     if args.items_per_assignment is not None and args.items_per_assignment < 1:
         raise UsageError(
             f"--items-per-assignment must be at least 1, got {args.items_per_assignment}"
         )
+    default = _default_policy(settings)
+    policy = _policy(args, default)
+    protocol = Protocol(
+        consent=read_text_file(args.consent) if args.consent else None,
+        consent_name=str(args.consent) if args.consent else None,
+        debrief=read_text_file(args.debrief) if args.debrief else None,
+        debrief_name=str(args.debrief) if args.debrief else None,
+        policy=policy or default,
+        policy_origin="default" if policy is None else "import",
+    )
     factory = _session_factory(settings)
     with factory() as session:
         result = import_bundle(
@@ -80,17 +142,30 @@ def cmd_import(args: argparse.Namespace) -> None:
             slug=args.slug,
             items_per_assignment=args.items_per_assignment or settings.items_per_assignment,
             split_seed=settings.split_seed if args.split_seed is None else args.split_seed,
+            protocol=protocol,
+            experiment=args.experiment,
         )
     if result.created:
         print(
             f"imported study {result.slug!r}: {result.stimuli} stimuli in {result.assignments} "
             "assignments"
         )
+        print(
+            f"protocol:  consent {args.consent or 'built-in default (edit it)'}, "
+            f"debrief {args.debrief or 'built-in default (edit it)'}; "
+            f"attention policy: {protocol.policy.describe()}"
+        )
+    elif result.joined:
+        print(
+            f"already imported as study {result.slug!r}; it joined experiment {result.experiment!r}"
+        )
     else:
         print(
             f"already imported as study {result.slug!r} ({result.assignments} assignments); "
             "nothing changed"
         )
+    if result.created and result.experiment:
+        print(f"experiment: {result.experiment} (one study per person across its studies)")
     print(f"HIT page:  {hit_url(settings, result.slug)}")
     print(
         f"lab page:  {lab_url(settings, result.slug)}  "
@@ -115,9 +190,12 @@ def cmd_studies(args: argparse.Namespace) -> None:
                 progress["assignments"]["submitted"],
                 sum(progress["assignments"].values()),
             )
+            attention = ", ".join(f"{k} {n}" for k, n in sorted(progress["attention"].items()))
+            experiment = f" [experiment {progress['experiment']}]" if progress["experiment"] else ""
             print(
-                f"{slug}: {done}/{total} assignments submitted, {progress['labels']} labels, "
-                f"{progress['assignments']['allocated']} in progress"
+                f"{slug}{experiment}: {done}/{total} assignments submitted, "
+                f"{progress['labels']} labels, {progress['assignments']['allocated']} in progress"
+                + (f"; attention: {attention}" if attention else "")
             )
 
 
@@ -213,6 +291,217 @@ def cmd_demo_bundle(args: argparse.Namespace) -> None:
     print(f"wrote a synthetic bundle (not a study) of {args.n + args.catch} images to {path}")
 
 
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from study_server import experiments
+    from study_server.db.session import begin_write
+
+    factory = _session_factory(_settings(args))
+    with factory() as session:
+        if args.action == "list":
+            _list_experiments(session)
+            return
+        if args.action == "add" and not args.study:
+            raise UsageError("name the studies to add: --study SLUG (repeatable)")
+        begin_write(session)
+        if args.action == "create":
+            result = experiments.create(
+                session, slug=args.experiment, title=args.title, study_slugs=args.study
+            )
+        else:
+            found = experiments.find_experiment(session, args.experiment, list_known=True)
+            result = experiments.join(session, found, args.study)
+        session.commit()
+    verb = "created experiment" if result.created else "experiment"
+    print(f"{verb} {result.experiment!r}: studies {', '.join(result.members) or 'none yet'}")
+    if result.joined:
+        print(f"  joined now: {', '.join(result.joined)}")
+    if result.already:
+        print(f"  already in it: {', '.join(result.already)}")
+    for slug, n in result.study_bound_codes.items():
+        print(
+            f"  note: {n} lab code(s) minted for {slug} before it joined stay good for {slug} only; "
+            "the server cannot tell that they are people of the other studies: mint new ones "
+            f"(study-server invite {slug} --n N) for the experiment"
+        )
+    print(
+        "  each person now takes part in one of these studies: the server refuses the others; "
+        "MTurk and Prolific exclude them at the next publish/sync"
+    )
+
+
+def _list_experiments(session: Session) -> None:
+    from sqlalchemy import select
+
+    from study_server.db.models import Experiment
+    from study_server.experiments import experiment_studies
+
+    rows = session.scalars(select(Experiment).order_by(Experiment.slug)).all()
+    if not rows:
+        print("no experiments yet: `study-server experiment create SLUG --study A --study B`")
+    for experiment in rows:
+        studies = experiment_studies(session, experiment.id)
+        listed = ", ".join(f"{s.slug} ({s.defense}/{s.network})" for s in studies) or "no studies"
+        print(f"{experiment.slug}: {listed}")
+
+
+def _target_studies(session: Session, args: argparse.Namespace) -> list[str]:
+    """The study named, or every study of `--experiment`."""
+    from study_server.db.store import find_study
+    from study_server.experiments import experiment_studies, find_experiment
+
+    if (args.slug is None) == (args.experiment is None):
+        raise UsageError("name a study (SLUG) or an experiment (--experiment E), one of the two")
+    if args.slug is not None:
+        return [find_study(session, args.slug, list_known=True).slug]
+    experiment = find_experiment(session, args.experiment, list_known=True)
+    studies = [s.slug for s in experiment_studies(session, experiment.id)]
+    if not studies:
+        raise UsageError(f"experiment {args.experiment!r} has no studies yet")
+    return studies
+
+
+def cmd_protocol(args: argparse.Namespace) -> None:
+    if args.action == "defaults":
+        _write_defaults(args.out)
+        return
+    factory = _session_factory(_settings(args))
+    with factory() as session:
+        if args.action == "show":
+            _show_protocol(session, args.slug)
+        elif args.action == "attach":
+            _attach(session, args)
+        else:
+            _set_attention(session, args)
+
+
+def _write_defaults(out: Path) -> None:
+    from study_server.db.models import TextKind
+    from study_server.protocol_texts import default_source
+
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in TextKind:
+        path = out / f"{kind.value}.md"
+        if path.exists():
+            raise UsageError(f"{path} exists; nothing written (choose an empty folder)")
+    for kind in TextKind:
+        (out / f"{kind.value}.md").write_text(default_source(kind), encoding="utf-8")
+        print(out / f"{kind.value}.md")
+    print(
+        "edit every [EDIT: ...] placeholder, then: study-server protocol attach SLUG "
+        f"--consent {out / 'consent.md'} --debrief {out / 'debrief.md'}",
+        file=sys.stderr,
+    )
+
+
+def _show_protocol(session: Session, slug: str) -> None:
+    from sqlalchemy import func, select
+
+    from study_server.attention import PolicySpec, current_policy
+    from study_server.db.models import Allocation, AttentionPolicy, ProtocolText, TextKind
+    from study_server.db.store import find_study
+
+    study = find_study(session, slug, list_known=True)
+    experiment = study.experiment.slug if study.experiment else "none"
+    print(f"study {study.slug} ({study.defense}/{study.network}); experiment: {experiment}")
+    for kind in TextKind:
+        versions = session.scalars(
+            select(ProtocolText)
+            .where(ProtocolText.study_id == study.id, ProtocolText.kind == kind)
+            .order_by(ProtocolText.version)
+        ).all()
+        for text in versions:
+            current = " (current)" if text is versions[-1] else ""
+            origin = text.source_name or "built-in default"
+            left = (
+                f"; {text.placeholders} [EDIT: ...] placeholder(s) left"
+                if text.placeholders
+                else ""
+            )
+            column, verb = (
+                (Allocation.consent_text_id, "agreed to by")
+                if kind == TextKind.consent
+                else (Allocation.debrief_text_id, "given to")
+            )
+            n = session.scalar(
+                select(func.count()).select_from(Allocation).where(column == text.id)
+            )
+            agreed = f"; {verb} {n}"
+            print(
+                f"  {kind.value} v{text.version}{current}: sha256 {text.sha256}, from {origin}, "
+                f"{text.created_at:%Y-%m-%d %H:%M}Z{agreed}{left}"
+            )
+    for policy in session.scalars(
+        select(AttentionPolicy)
+        .where(AttentionPolicy.study_id == study.id)
+        .order_by(AttentionPolicy.version)
+    ):
+        latest = current_policy(session, study_id=study.id)
+        current = " (current)" if latest is not None and policy.id == latest.id else ""
+        note = f", {policy.note}" if policy.note else ""
+        print(
+            f"  attention policy v{policy.version}{current}: {PolicySpec.of(policy).describe()} "
+            f"({policy.origin}{note}, {policy.created_at:%Y-%m-%d %H:%M}Z)"
+        )
+    outcomes = session.execute(
+        select(Allocation.attention, func.count())
+        .where(Allocation.study_id == study.id, Allocation.attention.is_not(None))
+        .group_by(Allocation.attention)
+    ).all()
+    judged = ", ".join(
+        f"{outcome.value} {n}" for outcome, n in sorted(outcomes, key=lambda r: r[0].value)
+    )
+    print(f"  submissions judged: {judged or 'none yet'}")
+
+
+def _attach(session: Session, args: argparse.Namespace) -> None:
+    from study_server.db.models import TextKind
+    from study_server.protocol_texts import attach_files
+
+    files = {
+        kind: path
+        for kind, path in ((TextKind.consent, args.consent), (TextKind.debrief, args.debrief))
+        if path is not None
+    }
+    if not files:
+        raise UsageError("give --consent FILE, --debrief FILE or both")
+    studies = _target_studies(session, args)
+    session.rollback()
+    for done in attach_files(session, study_slugs=studies, files=files):
+        what = f"version {done.version}" if done.created else f"unchanged (version {done.version})"
+        left = (
+            f"; {done.placeholders} [EDIT: ...] placeholder(s) left: not ready for paid work"
+            if done.placeholders
+            else ""
+        )
+        print(f"{done.study}: {done.kind.value} {what}, sha256 {done.sha256}{left}")
+
+
+def _set_attention(session: Session, args: argparse.Namespace) -> None:
+    from study_server.attention import PolicySpec, add_policy, current_policy, reevaluate
+    from study_server.db.session import begin_write
+    from study_server.db.store import find_study
+
+    studies = _target_studies(session, args)
+    session.rollback()
+    begin_write(session)
+    for slug in studies:
+        study = find_study(session, slug)
+        latest = current_policy(session, study_id=study.id)
+        base = PolicySpec.of(latest) if latest else PolicySpec()
+        spec = _policy(args, base)
+        if spec is None:
+            raise UsageError("give --min-catch-accuracy and/or --min-median-response-ms")
+        row = add_policy(session, study_id=study.id, spec=spec, origin="command", note=args.note)
+        result = reevaluate(session, study_id=study.id)
+        changed = "; ".join(f"{what}: {n}" for what, n in result.changed.items()) or "no change"
+        outcomes = ", ".join(f"{k} {n}" for k, n in result.outcomes.items()) or "none"
+        print(
+            f"{slug}: attention policy v{row.version}: {spec.describe()}; re-judged "
+            f"{result.judged} submission(s): {outcomes} ({changed})"
+        )
+    session.commit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="study-server", description="The labeling server of the human study."
@@ -245,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--split-seed", type=int, help="seed of the split into assignments (default: settings, 0)"
     )
+    sub.add_argument(
+        "--experiment", help="join this experiment (made with `study-server experiment create`)"
+    )
+    _protocol_files(sub)
+    _attention_options(sub)
     add("studies", cmd_studies, "list the studies and their progress")
     sub = add("invite", cmd_invite, "mint single-use lab invitation links for a study")
     sub.add_argument("slug")
@@ -267,6 +561,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     sub.add_argument("--no-access-log", dest="access_log", action="store_false")
+    sub = add(
+        "experiment", cmd_experiment, "group studies into one experiment (one pool of people)"
+    )
+    sub.add_argument("action", choices=["create", "add", "list"])
+    sub.add_argument("experiment", nargs="?", help="the experiment's slug (create, add)")
+    sub.add_argument("--study", action="append", default=[], metavar="SLUG", help="repeatable")
+    sub.add_argument("--title", help="with create: a title kept with the experiment")
+    sub.set_defaults(check=_check_experiment_args)
+    sub = add(
+        "protocol",
+        cmd_protocol,
+        "a study's consent and debrief texts and attention policy: show, defaults, attach, "
+        "attention",
+    )
+    sub.add_argument("action", choices=["show", "defaults", "attach", "attention"])
+    sub.add_argument("slug", nargs="?", help="the study (show, attach, attention)")
+    sub.add_argument("--experiment", help="attach/attention: every study of this experiment")
+    sub.add_argument("--out", type=Path, help="defaults: the folder to write the texts to")
+    sub.add_argument("--note", help="attention: why the policy changed (kept with it)")
+    _protocol_files(sub)
+    _attention_options(sub)
+    sub.set_defaults(check=_check_protocol_args)
     sub = commands.add_parser(
         "demo-bundle", help="write a synthetic bundle to try the server (not a study)"
     )
@@ -279,6 +595,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _protocol_files(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--consent",
+        type=Path,
+        help="consent text, Markdown (.md) or HTML (.html) (default: built-in)",
+    )
+    sub.add_argument("--debrief", type=Path, help="debrief text, Markdown or HTML")
+
+
+def _attention_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--min-catch-accuracy",
+        type=_number_or_off(float, "--min-catch-accuracy"),
+        metavar="X",
+        help="attention policy: share of an assignment's catch trials labeled right, 0-1, or "
+        "'none' (default: ADVCRITIC_ATTENTION_MIN_CATCH_ACCURACY, 0.5)",
+    )
+    sub.add_argument(
+        "--min-median-response-ms",
+        type=_number_or_off(int, "--min-median-response-ms"),
+        metavar="MS",
+        help="attention policy: median time per image in ms, or 'none' (the default)",
+    )
+
+
+def _check_experiment_args(args: argparse.Namespace) -> None:
+    if args.action != "list" and not args.experiment:
+        raise UsageError(f"experiment {args.action} needs the experiment's slug")
+    if args.action == "list" and (args.experiment or args.study):
+        raise UsageError("experiment list takes no slug or --study")
+
+
+def _check_protocol_args(args: argparse.Namespace) -> None:
+    if args.action == "defaults":
+        if args.out is None:
+            raise UsageError("protocol defaults needs --out DIR")
+        return
+    if args.action == "show" and args.slug is None:
+        raise UsageError("protocol show needs the study's slug")
+    if args.action != "attach" and (args.consent or args.debrief):
+        raise UsageError("--consent and --debrief go with `protocol attach`")
+    if args.action != "attention" and (
+        args.min_catch_accuracy is not None or args.min_median_response_ms is not None
+    ):
+        raise UsageError("the policy options go with `protocol attention`")
+
+
 class DatabaseUnavailable(Exception):
     """The database refused the connection or the statement (exit status 1)."""
 
@@ -288,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def call() -> None:
         try:
+            if getattr(args, "check", None) is not None:
+                args.check(args)
             args.handler(args)
         except OperationalError as error:
             raise DatabaseUnavailable(f"cannot use the database: {error.orig}") from error

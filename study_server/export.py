@@ -2,8 +2,9 @@
 
 One row per stored label, with what the analysis needs beside it: the stimulus (kind,
 original label, target, the model's predictions), the assignment, the worker and the
-state of the submission (allocation status, MTurk verification). Rows are ordered by
-assignment and position, so two exports of the same data are identical.
+state of the submission (allocation status, MTurk verification, the attention policy's
+outcome), and the study's experiment. Rows are ordered by assignment and position, so two
+exports of the same data are identical.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract.labels import EXPORT_COLUMNS
+from study_server.attention import note as attention_note
 from study_server.db.models import (
     Allocation,
     Assignment,
@@ -46,6 +48,7 @@ def study_meta(study: Study, *, markets: list[str] | None = None) -> dict[str, A
         "items_per_assignment": study.items_per_assignment,
         "split_seed": study.split_seed,
         "markets": markets or [],
+        "experiment": study.experiment.slug if study.experiment else None,
     }
 
 
@@ -61,6 +64,7 @@ def study_markets(session: Session, study: Study) -> list[str]:
 
 def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[str, Any]]]:
     study = find_study(session, study_slug)
+    experiment = study.experiment.slug if study.experiment else None
     query = (
         select(Label, Stimulus, Assignment.ordinal, Worker, Allocation)
         .join(Stimulus, Stimulus.id == Label.stimulus_id)
@@ -100,6 +104,10 @@ def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[s
                 "submitted_at": allocation.submitted_at.isoformat()
                 if allocation.submitted_at
                 else None,
+                "attention": allocation.attention.value if allocation.attention else None,
+                "attention_note": attention_note(allocation.attention_detail, allocation.attention)
+                or None,
+                "experiment": experiment,
             }
         )
     return study, rows

@@ -5,13 +5,18 @@ does not match the manifest, before anything is written. The whole study (stimul
 assignments, items) goes in one transaction: a failed import leaves nothing behind.
 Importing the same bundle again is recognised by the manifest's SHA-256 and returns the
 study already there instead of a copy.
+
+The study starts with its protocol, in the same transaction: the consent and debrief texts
+given (`--consent`, `--debrief`) or the built-in defaults with their placeholders, and an
+attention policy (`--min-catch-accuracy`, `--min-median-response-ms`, or the settings'
+default); with `--experiment` it joins that experiment (study_server/experiments.py).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import insert, select
@@ -19,9 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contract.bundle import Bundle, read_bundle
-from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study
+from study_server import attention, experiments
+from study_server.db.models import Assignment, AssignmentItem, Event, Stimulus, Study, TextKind
 from study_server.db.session import begin_write
 from study_server.errors import ImportRefused
+from study_server.protocol_texts import RenderedText, add_version, default_text
 from study_server.slug import SLUG_RULE, is_slug
 from study_server.split import split_into_assignments
 
@@ -51,6 +58,28 @@ class ImportResult:
     created: bool
     stimuli: int
     assignments: int
+    experiment: str | None = None
+    # Whether this import put the study into `experiment` (a re-import may, once).
+    joined: bool = False
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a new study starts with: its texts (None: the built-in default, with
+    placeholders; the path they were read from is kept) and its attention policy."""
+
+    consent: RenderedText | None = None
+    consent_name: str | None = None
+    debrief: RenderedText | None = None
+    debrief_name: str | None = None
+    policy: attention.PolicySpec = field(default_factory=attention.PolicySpec)
+    # "default" (the settings' policy) or "import" (given on the command line).
+    policy_origin: str = "default"
+
+    @property
+    def chosen(self) -> bool:
+        """Whether anything was given beyond the defaults."""
+        return bool(self.consent or self.debrief or self.policy_origin != "default")
 
 
 def default_slug(bundle: Bundle) -> str:
@@ -67,10 +96,16 @@ def import_bundle(
     slug: str | None = None,
     items_per_assignment: int,
     split_seed: int,
+    protocol: Protocol | None = None,
+    experiment: str | None = None,
 ) -> ImportResult:
-    """Import the bundle at `bundle_path` (BundleError if it cannot be trusted)."""
+    """Import the bundle at `bundle_path` (BundleError if it cannot be trusted).
+
+    A bundle imported before is the study already there: with `experiment` it joins it (if
+    not in it), but its texts and policy change only through `study-server protocol`."""
     bundle = read_bundle(bundle_path)
     slug = slug or default_slug(bundle)
+    protocol = protocol or Protocol()
     if not is_slug(slug):
         raise ImportRefused(f"study slug {slug!r} must be {SLUG_RULE}")
     if not bundle.records:
@@ -78,7 +113,13 @@ def import_bundle(
     begin_write(session)
     existing = _existing_study(session, bundle=bundle, slug=slug)
     if existing is not None:
-        return existing
+        if protocol.chosen:
+            session.rollback()
+            raise ImportRefused(
+                f"study {slug!r} is imported already; change its texts or policy with "
+                f"`study-server protocol attach|attention {slug}` (nothing changed)"
+            )
+        return _join_existing(session, existing, experiment)
     try:
         result = _create_study(
             session,
@@ -86,6 +127,8 @@ def import_bundle(
             slug=slug,
             items_per_assignment=items_per_assignment,
             split_seed=split_seed,
+            protocol=protocol,
+            experiment=experiment,
         )
         session.commit()
     except IntegrityError:
@@ -93,6 +136,7 @@ def import_bundle(
         session.rollback()
         begin_write(session)
         existing = _existing_study(session, bundle=bundle, slug=slug)
+        session.rollback()
         if existing is None:
             raise
         return existing
@@ -107,9 +151,13 @@ def _existing_study(session: Session, *, bundle: Bundle, slug: str) -> ImportRes
                 f"this bundle is already imported as study {study.slug!r}; it cannot also be "
                 f"{slug!r}"
             )
-        session.rollback()
         return ImportResult(
-            study.id, study.slug, False, len(bundle.records), len(study.assignments)
+            study.id,
+            study.slug,
+            False,
+            len(bundle.records),
+            len(study.assignments),
+            experiment=study.experiment.slug if study.experiment else None,
         )
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ImportRefused(
@@ -118,9 +166,30 @@ def _existing_study(session: Session, *, bundle: Bundle, slug: str) -> ImportRes
     return None
 
 
+def _join_existing(session: Session, found: ImportResult, experiment: str | None) -> ImportResult:
+    """A re-import: join `experiment` if the study is not in it yet (or refuse why not)."""
+    if experiment is None or found.experiment == experiment:
+        session.rollback()
+        return found
+    group = experiments.find_experiment(session, experiment, list_known=True)
+    experiments.join(session, group, [found.slug])
+    session.commit()
+    return replace(found, experiment=experiment, joined=True)
+
+
 def _create_study(
-    session: Session, *, bundle: Bundle, slug: str, items_per_assignment: int, split_seed: int
+    session: Session,
+    *,
+    bundle: Bundle,
+    slug: str,
+    items_per_assignment: int,
+    split_seed: int,
+    protocol: Protocol,
+    experiment: str | None,
 ) -> ImportResult:
+    group = None
+    if experiment is not None:
+        group = experiments.find_experiment(session, experiment, list_known=True)
     meta = bundle.meta
     study = Study(
         slug=slug,
@@ -139,6 +208,22 @@ def _create_study(
     )
     session.add(study)
     session.flush()
+    for kind, text, name in (
+        (TextKind.consent, protocol.consent, protocol.consent_name),
+        (TextKind.debrief, protocol.debrief, protocol.debrief_name),
+    ):
+        add_version(
+            session,
+            study_id=study.id,
+            kind=kind,
+            text=text or default_text(kind),
+            source_name=name if text else None,
+        )
+    attention.add_policy(
+        session, study_id=study.id, spec=protocol.policy, origin=protocol.policy_origin
+    )
+    if group is not None:
+        experiments.join(session, group, [slug])
     rows = []
     for record in bundle.records:
         fields = asdict(record)
@@ -193,4 +278,12 @@ def _create_study(
             },
         )
     )
-    return ImportResult(study.id, slug, True, len(rows), len(groups))
+    return ImportResult(
+        study.id,
+        slug,
+        True,
+        len(rows),
+        len(groups),
+        experiment=group.slug if group else None,
+        joined=group is not None,
+    )

@@ -9,6 +9,14 @@ the hash (``lab:`` and 16 hex digits), never by the code.
 
 "Spent" is not stored: a code is spent once its participant's allocation is submitted (the
 accept refuses it then), so a reload or a crashed browser resumes until the very end.
+
+Codes minted for a study of an experiment belong to the experiment: the link opens that
+study, and the code is good for any one study of the experiment. The person is then one
+worker id across its studies, and the server refuses them a second study (allocation rule
+8). Codes minted for a study before it joined an experiment stay good for that study only:
+the server cannot tell that two such codes of two studies are one person, so a lab that
+groups studies afterwards mints new codes for the experiment (`study-server experiment`
+says how many old codes there are).
 """
 
 from __future__ import annotations
@@ -18,13 +26,14 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
     LabInvitation,
+    Study,
     Worker,
     WorkerSource,
 )
@@ -44,10 +53,17 @@ class LabInvite:
     id: int
     study_id: int
     code_sha256: str
+    experiment_id: int | None = None
 
     @property
     def worker_id(self) -> str:
         return f"lab:{self.code_sha256[:16]}"
+
+    def opens(self, study_id: int, experiment_id: int | None) -> bool:
+        """Whether the code is good for this study: its own, or one of its experiment's."""
+        return study_id == self.study_id or (
+            self.experiment_id is not None and experiment_id == self.experiment_id
+        )
 
 
 def normalize(code: str) -> str:
@@ -73,9 +89,16 @@ def mint(session: Session, *, study_slug: str, n: int, note: str | None = None) 
     study = find_study(session, study_slug, list_known=True)
     codes = [new_code() for _ in range(n)]
     session.add_all(
-        LabInvitation(study_id=study.id, code_sha256=code_sha256(code), note=note) for code in codes
+        LabInvitation(
+            study_id=study.id,
+            experiment_id=study.experiment_id,
+            code_sha256=code_sha256(code),
+            note=note,
+        )
+        for code in codes
     )
-    record_event(session, kind="lab_invited", study_id=study.id, detail={"n": n, "note": note})
+    detail = {"n": n, "note": note, "experiment_id": study.experiment_id}
+    record_event(session, kind="lab_invited", study_id=study.id, detail=detail)
     session.commit()
     return codes
 
@@ -83,22 +106,34 @@ def mint(session: Session, *, study_slug: str, n: int, note: str | None = None) 
 def find_invite(session: Session, code: str) -> LabInvite | None:
     """The invitation a code names, of any study (the caller checks which), or None."""
     row = session.execute(
-        select(LabInvitation.id, LabInvitation.study_id, LabInvitation.code_sha256).where(
-            LabInvitation.code_sha256 == code_sha256(code)
-        )
+        select(
+            LabInvitation.id,
+            LabInvitation.study_id,
+            LabInvitation.code_sha256,
+            LabInvitation.experiment_id,
+        ).where(LabInvitation.code_sha256 == code_sha256(code))
     ).first()
     return None if row is None else LabInvite(*row)
 
 
 def is_spent(session: Session, invite: LabInvite) -> bool:
-    """Whether the code's participant has submitted (then the code opens nothing any more)."""
-    status = session.scalar(
-        select(Allocation.status)
+    """Whether the code's participant has submitted, in any study the code opens (then it
+    opens nothing any more)."""
+    studies = select(Study.id).where(
+        or_(
+            Study.id == invite.study_id,
+            and_(Study.experiment_id.is_not(None), Study.experiment_id == invite.experiment_id),
+        )
+    )
+    submitted = session.scalar(
+        select(Allocation.id)
         .join(Worker, Worker.id == Allocation.worker_id)
         .where(
-            Allocation.study_id == invite.study_id,
+            Allocation.study_id.in_(studies),
+            Allocation.status == AllocationStatus.submitted,
             Worker.source == WorkerSource.local,
             Worker.external_id == invite.worker_id,
         )
+        .limit(1)
     )
-    return status == AllocationStatus.submitted
+    return submitted is not None

@@ -13,7 +13,11 @@ listed there); here:
   sending the same labels again answers as the first time did (retries are safe),
   different labels are refused;
 - a late submission (after the hold expired) is still taken if nobody else has the
-  assignment by then.
+  assignment by then;
+- an accept carries the SHA-256 of the consent text the person agreed to (allocation rule 9):
+  the allocation keeps that version and the time; the submission is judged against the
+  study's attention policy (`study_server.attention`) and given the study's debrief, both
+  recorded on the allocation in the submission's transaction.
 
 On PostgreSQL the rows that decide are locked (`FOR UPDATE`); on SQLite, `BEGIN IMMEDIATE`
 serialises writers. Unique constraints in the schema are the last line of defence; a
@@ -37,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from study_server import allocation as rules
+from study_server import attention
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -45,8 +50,10 @@ from study_server.db.models import (
     AssignmentStatus,
     Label,
     LabelDraft,
+    ProtocolText,
     Stimulus,
     Study,
+    TextKind,
     Verification,
     Worker,
     WorkerSource,
@@ -55,6 +62,7 @@ from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from study_server.invitations import LabInvite
+from study_server.protocol_texts import ShownText, check_consent, require_text
 
 T = TypeVar("T")
 # PostgreSQL's "serialization failure" and "deadlock detected": safe to retry from the start.
@@ -117,6 +125,8 @@ class Accepted:
     item_images: tuple[bytes, ...]
     # The labels saved so far (a reload resumes after them).
     saved: tuple[LabelInput, ...] = field(default_factory=tuple)
+    # With the `submitted` outcome: the debrief given with the labels (the page shows it again).
+    debrief: ShownText | None = None
 
     @property
     def num_items(self) -> int:
@@ -127,6 +137,8 @@ class Accepted:
 class Submitted:
     already_submitted: bool
     num_labels: int
+    # The debrief given with the stored labels: the page shows it before the hand-off.
+    debrief: ShownText | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,9 @@ class StudyProgress:
     workers: int
     stimuli: int
     items_per_assignment: int
+    # Submissions by attention outcome ("not judged": stored before the protocol existed).
+    attention: dict[str, int] = field(default_factory=dict)
+    experiment: str | None = None
 
 
 def _retrying(session: Session, attempt: Callable[[], T]) -> T:
@@ -181,16 +196,19 @@ def accept(
     session: Session,
     study_slug: str,
     claimant: Claimant,
+    consent_sha256: str,
     now: datetime,
     policy: rules.AllocationPolicy,
     invite: LabInvite | None = None,
 ) -> Accepted:
-    """Give the claimant an assignment of the study (or the one they already hold).
+    """Give the claimant an assignment of the study (or the one they already hold), once they
+    agreed to its current consent text (`consent_sha256`, what the page showed them).
 
     A lab claim needs `invite`, the invitation its code names (`invitations.find_invite`).
     """
     return _retrying(
-        session, lambda: _accept_once(session, study_slug, claimant, now, policy, invite)
+        session,
+        lambda: _accept_once(session, study_slug, claimant, consent_sha256, now, policy, invite),
     )
 
 
@@ -198,12 +216,14 @@ def _accept_once(
     session: Session,
     study_slug: str,
     claimant: Claimant,
+    consent_sha256: str,
     now: datetime,
     policy: rules.AllocationPolicy,
     invite: LabInvite | None,
 ) -> Accepted:
     begin_write(session)
     study = find_study(session, study_slug)
+    consent = check_consent(session, study_id=study.id, sha256=consent_sha256)
     worker, mturk = claimant.worker, claimant.mturk
     hit = None
     if mturk is not None:
@@ -211,7 +231,9 @@ def _accept_once(
             session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
         )
         _check_mturk_assignment(session, mturk=mturk, worker=worker)
-    elif worker.source == WorkerSource.local and (invite is None or invite.study_id != study.id):
+    elif worker.source == WorkerSource.local and (
+        invite is None or not invite.opens(study.id, study.experiment_id)
+    ):
         raise ForbiddenError("this invitation code is not one of this study")
     rules.expire_overdue(session, study_id=study.id, now=now)
     worker_row = _get_or_create_worker(session, worker)
@@ -233,6 +255,8 @@ def _accept_once(
             "you have already completed an assignment of this study; each person labels only one"
         )
     if held is not None and held.status == AllocationStatus.active:
+        if held.consent_sha256 != consent.sha256:
+            _record_consent(session, held, consent, now, renewed=True)
         if mturk is not None and held.mturk_assignment_id != mturk.assignment_id:
             # The worker returned the HIT and accepted another of the same study: same items,
             # the new MTurk assignment carries the submission.
@@ -248,6 +272,9 @@ def _accept_once(
         result = _accepted(session, study, held, AcceptOutcome.resumed)
         session.commit()
         return result
+    rules.refuse_sibling_participant(
+        session, study_id=study.id, source=worker.source, external_id=worker.external_id
+    )
     rules.check_address(
         session,
         study_id=study.id,
@@ -283,6 +310,7 @@ def _accept_once(
         _attach_mturk(allocation, mturk)
     session.add(allocation)
     session.flush()
+    _record_consent(session, allocation, consent, now, renewed=False)
     if held is not None:  # labels saved under an earlier, expired hold are not for this one
         session.execute(delete(LabelDraft).where(LabelDraft.allocation_id == allocation.id))
     outcome = AcceptOutcome.shared if choice.shared else AcceptOutcome.allocated
@@ -298,11 +326,37 @@ def _accept_once(
             "hit_id": mturk.hit_id if mturk else None,
             "again_after_expiry": held is not None,
             "expires_at": allocation.expires_at.isoformat(),
+            "consent_version": consent.version,
         },
     )
     result = _accepted(session, study, allocation, outcome, assignment=assignment)
     session.commit()
     return result
+
+
+def _record_consent(
+    session: Session, allocation: Allocation, consent: ProtocolText, now: datetime, *, renewed: bool
+) -> None:
+    """Rule 9: what the person agreed to, and when. Agreeing again to a newer version on a
+    reload (the text changed meanwhile) is recorded too."""
+    allocation.consent_text_id = consent.id
+    allocation.consent_sha256 = consent.sha256
+    allocation.consented_at = now
+    if renewed:
+        record_event(
+            session,
+            kind="consent_renewed",
+            study_id=allocation.study_id,
+            assignment_id=allocation.assignment_id,
+            detail={"allocation": allocation.id, "consent_version": consent.version},
+        )
+
+
+def given_debrief(session: Session, allocation: Allocation) -> ShownText | None:
+    """The debrief recorded with a submission (None before 0005's protocol existed)."""
+    if allocation.debrief_text_id is None:
+        return None
+    return ShownText.of(session.get_one(ProtocolText, allocation.debrief_text_id))
 
 
 def _check_mturk_assignment(session: Session, *, mturk: MTurkContext, worker: WorkerRef) -> None:
@@ -353,14 +407,16 @@ def _accepted(
         expires_at=allocation.expires_at,
         item_images=tuple(images),
         saved=saved,
+        debrief=given_debrief(session, allocation) if outcome == AcceptOutcome.submitted else None,
     )
 
 
 def _get_or_create_worker(session: Session, worker: WorkerRef) -> Worker:
+    """The person's row, locked: their claims take turns (allocation rule 8)."""
     row = session.scalar(
-        select(Worker).where(
-            Worker.source == worker.source, Worker.external_id == worker.external_id
-        )
+        select(Worker)
+        .where(Worker.source == worker.source, Worker.external_id == worker.external_id)
+        .with_for_update()
     )
     if row is None:
         row = Worker(source=worker.source, external_id=worker.external_id)
@@ -486,6 +542,15 @@ def _submit_once(
     allocation.submitted_at = now
     allocation.source_address = None
     assignment.status = AssignmentStatus.submitted
+    attention.assess(
+        session,
+        allocation,
+        labels=[(item.position, item.label, item.response_ms) for item in labels],
+        policy=attention.current_policy(session, study_id=assignment.study_id),
+    )
+    debrief = require_text(session, study_id=assignment.study_id, kind=TextKind.debrief)
+    allocation.debrief_text_id = debrief.id
+    allocation.debriefed_at = now
     record_event(
         session,
         kind="submitted",
@@ -496,10 +561,12 @@ def _submit_once(
             "labels": len(labels),
             "mturk_assignment_id": mturk_assignment_id,
             "after_expiry": late,
+            "attention": allocation.attention.value if allocation.attention else None,
+            "debrief_version": debrief.version,
         },
     )
     session.commit()
-    return Submitted(already_submitted=False, num_labels=len(labels))
+    return Submitted(already_submitted=False, num_labels=len(labels), debrief=ShownText.of(debrief))
 
 
 def draft_values(
@@ -706,8 +773,9 @@ def _resubmission(
         ).all()
     )
     if stored == {item.position: item.label for item in labels}:
+        debrief = given_debrief(session, allocation)
         session.rollback()
-        return Submitted(already_submitted=True, num_labels=len(stored))
+        return Submitted(already_submitted=True, num_labels=len(stored), debrief=debrief)
     raise ConflictError("this assignment was already submitted; its labels cannot be changed")
 
 
@@ -741,6 +809,11 @@ def study_progress(*, session: Session, study_slug: str) -> StudyProgress:
     stimuli = session.scalar(
         select(func.count()).select_from(Stimulus).where(Stimulus.study_id == study.id)
     )
+    judged = counts(
+        Allocation.attention,
+        Allocation.study_id == study.id,
+        Allocation.status == AllocationStatus.submitted,
+    )
     return StudyProgress(
         slug=study.slug,
         assignments=assignments,
@@ -750,4 +823,6 @@ def study_progress(*, session: Session, study_slug: str) -> StudyProgress:
         workers=int(workers or 0),
         stimuli=int(stimuli or 0),
         items_per_assignment=study.items_per_assignment,
+        attention={("not judged" if key is None else key): n for key, n in judged.items()},
+        experiment=study.experiment.slug if study.experiment else None,
     )

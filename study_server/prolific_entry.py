@@ -10,8 +10,11 @@ participant's submission on Prolific). Anyone can type such a URL, so:
   same PROLIFIC_PID with another SESSION_ID is refused (403), and so is a SESSION_ID bound to
   another participant, so nobody takes over someone's assignment by knowing their id;
 - a participant of a sibling study (`store.sibling_study_ids`: other studies of the same
-  experiment) is refused (409), and so is one whose submission here was flagged and returned
-  to the pool (403); holding an allocation here already means the same one again (a reload);
+  experiment) is refused (409, allocation rule 8, checked before the session is bound), and so
+  is one whose submission here was flagged and returned to the pool (403); holding an
+  allocation here already means the same one again (a reload);
+- nothing is allocated before the participant agreed to the consent text (the accept carries
+  its SHA-256, as for every source);
 - the completion code is revealed only to the bound (participant, session) whose labels the
   server stored. `prolific sync` then confirms each submission against Prolific's own list
   of submissions, where a forged URL never appears, and returns what it cannot confirm to
@@ -33,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from study_server.allocation import AllocationPolicy
+from study_server.allocation import AllocationPolicy, refuse_sibling_participant
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -46,8 +49,8 @@ from study_server.db.models import (
     WorkerSource,
 )
 from study_server.db.session import begin_write
-from study_server.db.store import find_study, sibling_study_ids
-from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from study_server.db.store import find_study
+from study_server.errors import ForbiddenError, InvalidInputError, NotFoundError
 from study_server.operations import (
     Accepted,
     AcceptOutcome,
@@ -56,6 +59,7 @@ from study_server.operations import (
     Submitted,
     WorkerRef,
     accept,
+    given_debrief,
     save_label,
     submit,
 )
@@ -132,13 +136,14 @@ def enter(
     session: Session,
     study_slug: str,
     ids: ProlificIds,
+    consent_sha256: str,
     now: datetime,
     policy: AllocationPolicy,
     address: str | None = None,
 ) -> Accepted:
-    """Give the participant their assignment of the study (the one they hold, on a reload).
-    Anyone can invent a PROLIFIC_PID, so the same per-address limit as for MTurk applies
-    until `prolific sync` confirms or releases the hold."""
+    """Give the participant their assignment of the study (the one they hold, on a reload),
+    once they agreed to its consent text. Anyone can invent a PROLIFIC_PID, so the same
+    per-address limit as for MTurk applies until `prolific sync` confirms or releases the hold."""
     finished = _admit(session, study_slug, ids)
     if finished is not None:
         return finished
@@ -146,6 +151,7 @@ def enter(
         session=session,
         study_slug=study_slug,
         claimant=Claimant(worker=ids.worker, address=address),
+        consent_sha256=consent_sha256,
         now=now,
         policy=policy,
     )
@@ -156,7 +162,9 @@ def _admit(session: Session, study_slug: str, ids: ProlificIds) -> Accepted | No
     submitted (with this session), the `submitted` outcome that leads to the code."""
     begin_write(session)
     study = check_study(session, study_slug=study_slug, ids=ids)
-    _refuse_sibling_participant(session, study, ids.participant_id)
+    refuse_sibling_participant(
+        session, study_id=study.id, source=WorkerSource.prolific, external_id=ids.participant_id
+    )
     bound = session.scalar(
         select(ProlificSession)
         .where(
@@ -181,6 +189,7 @@ def _admit(session: Session, study_slug: str, ids: ProlificIds) -> Accepted | No
             class_names=list(study.class_names),
             expires_at=held.expires_at,
             item_images=(),
+            debrief=given_debrief(session, held),
         )
     session.commit()
     return finished
@@ -216,27 +225,6 @@ def _other_session(ids: ProlificIds) -> str:
     )
 
 
-def _refuse_sibling_participant(session: Session, study: Study, participant_id: str) -> None:
-    others = [i for i in sibling_study_ids(session, study_id=study.id) if i != study.id]
-    if not others:
-        return
-    elsewhere = session.scalar(
-        select(Allocation.id)
-        .join(Worker, Worker.id == Allocation.worker_id)
-        .where(
-            Allocation.study_id.in_(others),
-            Worker.source == WorkerSource.prolific,
-            Worker.external_id == participant_id,
-        )
-        .limit(1)
-    )
-    if elsewhere is not None:
-        raise ConflictError(
-            "you already took part in another study of this experiment; each person takes "
-            "part in only one"
-        )
-
-
 def _allocation(session: Session, study_id: int, participant_id: str) -> Allocation | None:
     return session.scalar(
         select(Allocation)
@@ -262,9 +250,7 @@ def _check_binding(session: Session, study: Study, ids: ProlificIds) -> None:
         raise ForbiddenError(_other_session(ids))
 
 
-def _check_participant(
-    session: Session, assignment_public_id: str, ids: ProlificIds
-) -> None:
+def _check_participant(session: Session, assignment_public_id: str, ids: ProlificIds) -> None:
     """The assignment's study is the participant's, in the session they were bound to, and
     their work was not flagged; ends the read so the operation can begin its write."""
     study = session.scalar(
@@ -283,7 +269,11 @@ def _check_participant(
 
 
 def save_participant_label(
-    *, session: Session, assignment_public_id: str, ids: ProlificIds, item: LabelInput,
+    *,
+    session: Session,
+    assignment_public_id: str,
+    ids: ProlificIds,
+    item: LabelInput,
     now: datetime,
 ) -> None:
     """Keep one label as the participant gives it (their page resumes after a reload)."""
@@ -320,8 +310,8 @@ def submit_labels(
 
 def completion_url(*, session: Session, study_slug: str, ids: ProlificIds, base_url: str) -> str:
     """Prolific's completion URL with the study's code, for a participant whose labels the
-    server stored in this session. (When the protocol's debrief page lands, it comes between
-    the stored labels and this hand-off.)"""
+    server stored in this session (and so gave the debrief, which the page shows before it
+    asks for this)."""
     study = check_study(session, study_slug=study_slug, ids=ids)
     _check_binding(session, study, ids)
     held = _allocation(session, study.id, ids.participant_id)

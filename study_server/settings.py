@@ -90,6 +90,21 @@ class LimitSettings(BaseSettings):
     exempt: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
+class AttentionSettings(BaseSettings):
+    """The attention policy a study gets at import when none is given (study_server/attention.py).
+
+    At least half of an assignment's catch trials right: with the usual one or two catch
+    trials per assignment, a person who misses the only one, or both, is out; one slip in two
+    is forgiven. No minimum response time by default (set one per study after a pilot shows
+    how fast careful people are).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ADVCRITIC_ATTENTION_", extra="ignore")
+
+    min_catch_accuracy: float | None = Field(default=0.5, ge=0, le=1)
+    min_median_response_ms: int | None = Field(default=None, ge=0)
+
+
 PROLIFIC_API_URL = "https://api.prolific.com"
 # Where a participant who finished is sent, with `?cc=<the study's completion code>`.
 PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete"
@@ -176,6 +191,7 @@ class Settings(BaseSettings):
     # e.g. ["172.30.0.10"] for the compose file's Caddy); none by default.
     trusted_proxies: list[str] = Field(default_factory=list)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    attention: AttentionSettings = Field(default_factory=AttentionSettings)
     mturk: MTurkSettings = Field(default_factory=MTurkSettings)
     prolific: ProlificSettings = Field(default_factory=ProlificSettings)
 

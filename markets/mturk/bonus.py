@@ -14,6 +14,11 @@ A bonus is money sent without a HIT to carry it, so every safeguard of publishin
 
 The purpose names what the bonus is for (e.g. "completion", "attention"): two different
 purposes are two bonuses, the same purpose twice is one.
+
+Who gets one: named assignments, every submission MTurk confirmed (`--all-confirmed`), or
+every confirmed submission that passed the study's attention policy (`--passed-attention`:
+`passed` only; a submission the policy had nothing to judge, `not_applicable`, is not
+"passed" and is counted apart in the plan).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from markets.mturk.store import mturk_assignments, study_hit_ids
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
+    AttentionOutcome,
     BonusStatus,
     MTurkAssignment,
     MTurkBonus,
@@ -81,6 +87,8 @@ class BonusPlan:
     fee_fraction: Decimal
     targets: tuple[BonusTarget, ...]
     already_paid: int
+    # With --passed-attention: confirmed submissions left out, by attention outcome.
+    not_passed: dict[str, int] = field(default_factory=dict)
 
     @property
     def fee_per_bonus(self) -> Decimal:
@@ -92,9 +100,12 @@ class BonusPlan:
 
     def describe(self) -> str:
         where = "the MTurk sandbox (no money is spent)" if self.sandbox else "LIVE MTurk"
+        left_out = ", ".join(f"{outcome} {n}" for outcome, n in sorted(self.not_passed.items()))
         return (
             f"study {self.study_slug}: {len(self.targets)} bonus(es) '{self.purpose}' on {where} "
-            f"({self.already_paid} already paid); {len(self.targets)} x (${self.amount:.2f} "
+            f"({self.already_paid} already paid"
+            + (f"; not passed the attention policy: {left_out}" if left_out else "")
+            + f"); {len(self.targets)} x (${self.amount:.2f} "
             f"+ ${self.fee_per_bonus:.2f} fee) = ${self.total_cost:.2f}"
         )
 
@@ -133,19 +144,28 @@ def plan_bonus(
     purpose: str,
     assignment_ids: Sequence[str] = (),
     every_confirmed: bool = False,
+    passed_attention: bool = False,
 ) -> BonusPlan:
-    """The bonuses a run would pay: the named assignments, or every confirmed submission."""
+    """The bonuses a run would pay: the named assignments, every confirmed submission, or
+    every confirmed submission that passed the attention policy."""
     check_request(amount, reason, purpose)
-    if bool(assignment_ids) == every_confirmed:
-        raise BonusRefused("name assignments (--assignment ID ...) or pass --all-confirmed")
+    if sum((bool(assignment_ids), every_confirmed, passed_attention)) != 1:
+        raise BonusRefused(
+            "name assignments (--assignment ID ...), or pass --all-confirmed or "
+            "--passed-attention (one of them)"
+        )
     sandbox = client.sandbox
     with sessions() as session:
         study = find_study(session, study_slug, list_known=True)
         hits = [h for h, box in study_hit_ids(session, study_id=study.id).items() if box == sandbox]
         known = mturk_assignments(session, hit_ids=hits)
-        chosen = (
-            _named(known, assignment_ids) if assignment_ids else _confirmed(session, study, known)
-        )
+        not_passed: dict[str, int] = {}
+        if assignment_ids:
+            chosen = _named(known, assignment_ids)
+        else:
+            chosen = _confirmed(
+                session, study, known, passed_only=passed_attention, not_passed=not_passed
+            )
         rows = {
             row.mturk_assignment_id: row
             for row in session.scalars(
@@ -176,6 +196,7 @@ def plan_bonus(
         fee_fraction=fee_fraction,
         targets=targets,
         already_paid=len(chosen) - len(targets),
+        not_passed=not_passed,
     )
 
 
@@ -193,19 +214,33 @@ def _named(known: dict[str, MTurkAssignment], ids: Sequence[str]) -> list[MTurkA
 
 
 def _confirmed(
-    session: Session, study: Study, known: dict[str, MTurkAssignment]
+    session: Session,
+    study: Study,
+    known: dict[str, MTurkAssignment],
+    *,
+    passed_only: bool = False,
+    not_passed: dict[str, int] | None = None,
 ) -> list[MTurkAssignment]:
-    """Every submission MTurk confirmed and nobody rejected."""
-    confirmed = session.scalars(
-        select(Allocation.mturk_assignment_id).where(
+    """Every submission MTurk confirmed and nobody rejected (that passed the attention
+    policy, with `passed_only`; the others are counted into `not_passed` by outcome)."""
+    confirmed = session.execute(
+        select(Allocation.mturk_assignment_id, Allocation.attention).where(
             Allocation.study_id == study.id,
             Allocation.status == AllocationStatus.submitted,
             Allocation.verification == Verification.confirmed,
         )
     ).all()
-    return [
-        known[i] for i in sorted(confirmed) if i in known and known[i].status in BONUSABLE
-    ]
+    chosen = []
+    for assignment_id, outcome in sorted(confirmed, key=lambda row: row[0]):
+        if assignment_id not in known or known[assignment_id].status not in BONUSABLE:
+            continue
+        if passed_only and outcome != AttentionOutcome.passed:
+            if not_passed is not None:
+                key = outcome.value if outcome else "not judged"
+                not_passed[key] = not_passed.get(key, 0) + 1
+            continue
+        chosen.append(known[assignment_id])
+    return chosen
 
 
 def pay_bonus(

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError
-from markets.confirm import cost_confirmation
-from markets.console import ReviewReport, report_review, run_market_command
+from markets.confirm import confirm_decisions, cost_confirmation
+from markets.console import ReviewReport, report_review, run_market_command, show_proposals
 from markets.console import counts as _counts
 from markets.console import say as _say
 from markets.mturk import errors
@@ -33,10 +33,11 @@ from markets.mturk.publish import (
     HoldOutlastsAssignment,
     PublishConflict,
     PublishDeclined,
+    UneditedTexts,
     publish,
 )
 from markets.mturk.question import QuestionError
-from markets.mturk.review import ReviewRefused, approve, reject
+from markets.mturk.review import RULE, ReviewRefused, approve, carry_out, propose, reject
 from markets.mturk.sync import SyncReport, sync
 from study_server.settings import Settings, get_settings
 
@@ -98,6 +99,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--confirm-cost",
         help="with --live: the total cost in USD you agree to, instead of the prompt",
     )
+    publish.add_argument(
+        "--allow-unedited-texts",
+        action="store_true",
+        help="with --live: publish although the consent or debrief text still holds "
+        "[EDIT: ...] placeholders (they are then what your ethics board approved)",
+    )
     status = command("status", _status, "HITs, assignments and submissions of the study")
     status.add_argument(
         "--offline", action="store_true", help="only what the database holds; do not ask MTurk"
@@ -127,6 +134,24 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         help="approve only these (repeatable)",
     )
     approve.add_argument("--feedback", help="message shown to the workers")
+    review = command(
+        "review",
+        _review,
+        "propose approve or reject per submitted assignment from the attention policy; act "
+        "only when confirmed",
+    )
+    review.add_argument(
+        "--reject-failed-attention",
+        action="store_true",
+        help="propose rejecting work that failed the attention policy (default: approve it and "
+        "leave its labels out of Table 2); needs --reason",
+    )
+    review.add_argument(
+        "--reason",
+        help="with --reject-failed-attention: what the worker reads (their numbers are added)",
+    )
+    review.add_argument("--feedback", help="message shown to the workers whose work is approved")
+    review.add_argument("--yes", action="store_true", help="carry out the proposals without asking")
     reject = command("reject", _reject, "reject named assignments, with a reason the worker sees")
     reject.add_argument(
         "--assignment",
@@ -142,13 +167,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "pay a bonus once per assignment and purpose (named assignments, or every confirmed one)",
     )
     who = bonus.add_mutually_exclusive_group(required=True)
-    who.add_argument(
-        "--assignment", action="append", default=[], metavar="ID", help="repeatable"
-    )
+    who.add_argument("--assignment", action="append", default=[], metavar="ID", help="repeatable")
     who.add_argument(
         "--all-confirmed",
         action="store_true",
         help="every submission MTurk confirmed (mturk sync) and nobody rejected",
+    )
+    who.add_argument(
+        "--passed-attention",
+        action="store_true",
+        help="every confirmed submission that passed the study's attention policy",
     )
     bonus.add_argument("--amount", required=True, help="USD per bonus, e.g. 0.25")
     bonus.add_argument("--reason", required=True, help="why, in words the worker will read")
@@ -185,8 +213,6 @@ def _client(args: argparse.Namespace, settings: Settings) -> MTurkClient:
     return MTurkClient(settings.mturk, sandbox=not args.live, profile=args.profile)
 
 
-
-
 def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
     if args.max_hits is not None and args.max_hits < 1:
         raise UsageError(f"--max-hits must be at least 1, got {args.max_hits}")
@@ -202,8 +228,11 @@ def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
         max_hits=args.max_hits,
         confirm=cost_confirmation(args.confirm_cost, action="publish", say=_say),
         allocation_timeout_s=settings.allocation_timeout_s,
+        allow_unedited_texts=args.allow_unedited_texts,
     )
     plan = result.plan
+    for text in result.unedited:
+        _say(f"note: not the lab's own text yet: {text} (the live site refuses it)", sys.stderr)
     if not result.created and not result.adopted and not plan.slots:
         _say(
             f"study {plan.study_slug}: all {plan.published} HIT(s) already published "
@@ -221,6 +250,18 @@ def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
             f"cost of this run: ${plan.total_cost:.2f} "
             f"({'sandbox, not charged' if plan.sandbox else 'charged'})"
         )
+    if result.exclusion and result.created:
+        siblings = result.siblings_excluded
+        _say(
+            f"exclusion: workers holding {result.exclusion!r} cannot see these HITs"
+            + (
+                f"; granted to {siblings.granted} worker(s) of sibling studies"
+                if siblings.granted
+                else ""
+            )
+        )
+        for failure in siblings.failures:
+            _say(f"  not granted: {failure}", sys.stderr)
     if result.hit_group_id:
         site = "workersandbox.mturk.com" if plan.sandbox else "worker.mturk.com"
         _say(f"workers find them at https://{site}/projects/{result.hit_group_id}/tasks")
@@ -382,6 +423,35 @@ def _approve(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
     return _review_output(report, args)
 
 
+def _review(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    proposals = propose(
+        sessions=sessions,
+        sandbox=not args.live,
+        study_slug=args.study,
+        reject_failed_attention=args.reject_failed_attention,
+        reason=args.reason,
+    )
+    acting = show_proposals(
+        proposals,
+        where=f"study {args.study} on the {_market(args)}",
+        unit="submitted assignment",
+        rule=RULE,
+    )
+    if not acting or not confirm_decisions(acting, yes=args.yes, say=_say):
+        return 0
+    approved, rejected = carry_out(
+        sessions=sessions,
+        client=_client(args, settings),
+        study_slug=args.study,
+        proposals=proposals,
+        feedback=args.feedback,
+    )
+    status = _review_output(approved, args)
+    if rejected.done or rejected.failed:
+        status = max(status, _review_output(rejected, args))
+    return status
+
+
 def _reject(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
     report = reject(
         sessions=sessions,
@@ -413,6 +483,7 @@ def _bonus(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> 
         purpose=args.purpose,
         assignment_ids=args.assignment,
         every_confirmed=args.all_confirmed,
+        passed_attention=args.passed_attention,
     )
     _say(plan.describe())
     report = pay_bonus(
@@ -478,7 +549,14 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         "mturk",
         args,
         settings,
-        usage=(QuestionError, ReviewRefused, HoldOutlastsAssignment, BonusRefused, NotifyRefused),
+        usage=(
+            QuestionError,
+            ReviewRefused,
+            HoldOutlastsAssignment,
+            BonusRefused,
+            NotifyRefused,
+            UneditedTexts,
+        ),
         refused=(errors.MTurkError, PublishDeclined, PublishConflict, BonusDeclined),
     )
 

@@ -12,6 +12,13 @@ database recording it:
    slot is adopted instead of re-created. This also covers re-runs after the 24 hours.
 
 Each HIT is committed to the database as soon as MTurk returns it.
+
+Who may work: the HITs require the absence of the study's exclusion qualification, the
+experiment's when the study is in one (markets/mturk/exclusion.py); before any HIT is made,
+the workers of the experiment's other studies are granted it. On the live marketplace a
+study whose consent or debrief text still holds `[EDIT: ...]` placeholders is refused
+(`UneditedTexts`) unless the requester says otherwise: a paid study without the lab's own
+consent text is an ethics violation, not a detail.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
+from markets.mturk.exclusion import Exclusion, Granted, exclusion_of, grant, sibling_workers
 from markets.mturk.question import QuestionError, external_question_xml
 from markets.mturk.records import (
     LOCALE_QUALIFICATION,
@@ -40,6 +48,7 @@ from markets.mturk.store import published_hits
 from study_server.db.models import MTurkHit, Study
 from study_server.db.session import begin_write
 from study_server.db.store import assignment_count, find_study, record_event
+from study_server.protocol_texts import unedited_texts
 from study_server.settings import MTurkSettings
 
 CENT = Decimal("0.01")
@@ -58,11 +67,6 @@ def request_token(study: Study, *, slot: int, sandbox: bool) -> str:
 def annotation(study: Study, *, slot: int, sandbox: bool) -> str:
     """RequesterAnnotation: readable in the requester UI and unique to the slot."""
     return f"advcritic {study.slug} slot {slot} {request_token(study, slot=slot, sandbox=sandbox)}"
-
-
-def exclusion_qualification_name(study: Study) -> str:
-    """The qualification every participant of the study gets (its HITs require its absence)."""
-    return f"advcritic {study.slug} {study.manifest_sha256[:12]} participant"
 
 
 def hit_type_spec(
@@ -150,6 +154,24 @@ class PublishResult:
     adopted: list[str] = field(default_factory=list)
     hit_type_id: str | None = None
     hit_group_id: str | None = None
+    exclusion: str | None = None  # the qualification the HITs require absent
+    siblings_excluded: Granted = field(default_factory=Granted)
+    # Texts still holding placeholders (refused on the live site, said on the sandbox).
+    unedited: list[str] = field(default_factory=list)
+
+
+class UneditedTexts(ValueError):
+    """A live publish of a study whose consent or debrief text is not the lab's own yet."""
+
+
+def check_texts(unedited: list[str], *, sandbox: bool, allow: bool) -> None:
+    if unedited and not sandbox and not allow:
+        raise UneditedTexts(
+            "the study's texts still hold [EDIT: ...] placeholders: "
+            + "; ".join(unedited)
+            + ". Attach the texts your ethics board approved (study-server protocol attach), "
+            "or pass --allow-unedited-texts if these really are they; nothing published"
+        )
 
 
 class PublishConflict(Exception):
@@ -185,11 +207,13 @@ def publish(
     max_hits: int | None = None,
     confirm: Callable[[PublishPlan], bool] = lambda plan: True,
     allocation_timeout_s: int | None = None,
+    allow_unedited_texts: bool = False,
 ) -> PublishResult:
     """Publish the study's missing HITs (all of them, or up to `max_hits` in total).
 
     `allocation_timeout_s`, the study server's hold, must not exceed the HITs' assignment
     duration (`check_hold`); each HIT's duration is stored, and the server caps holds by it.
+    On the live site the study's texts must be the lab's own (`check_texts`).
     """
     sandbox = client.sandbox
     if allocation_timeout_s is not None:
@@ -206,9 +230,14 @@ def publish(
         study = find_study(session, study_slug, list_known=True)
         total = assignment_count(session, study_id=study.id)
         done = published_hits(session, study_id=study.id, sandbox=sandbox)
+        unedited = unedited_texts(session, study_id=study.id)
+        exclusion = exclusion_of(study)
+        siblings = sibling_workers(session, study)
+    check_texts(unedited, sandbox=sandbox, allow=allow_unedited_texts)
     wanted = range(total if max_hits is None else min(total, max_hits))
     missing = [slot for slot in wanted if slot not in done]
     result = PublishResult(plan=_plan(study, settings, sandbox, total, len(done), missing))
+    result.exclusion, result.unedited = exclusion.name, unedited
     if not missing:
         return result
 
@@ -233,11 +262,7 @@ def publish(
             f"publishing costs ${result.plan.total_cost:.2f}; "
             "add funds or publish fewer HITs (--max-hits)"
         )
-    qualification_id = client.ensure_qualification_type(
-        exclusion_qualification_name(study),
-        f"Worked on an assignment of the advcritic study {study.slug}; "
-        "each person may do only one.",
-    )
+    qualification_id = _exclude_siblings(client, exclusion, siblings, result)
     result.hit_type_id = client.create_hit_type(
         hit_type_spec(settings, exclusion_qualification_id=qualification_id, sandbox=sandbox)
     )
@@ -262,10 +287,29 @@ def publish(
                 "hit_type_id": result.hit_type_id,
                 "page_url": page_url,
                 "cost_usd": str(result.plan.total_cost),
+                "exclusion": exclusion.name,
+                "siblings_excluded": result.siblings_excluded.granted,
+                "unedited_texts": unedited,
             },
         )
         session.commit()
     return result
+
+
+def _exclude_siblings(
+    client: MTurkClient, exclusion: Exclusion, siblings: set[str], result: PublishResult
+) -> str:
+    """The exclusion qualification's id (made if need be), granted first to the workers of
+    the experiment's other studies, so none of them sees these HITs."""
+    qualification_id = client.ensure_qualification_type(exclusion.name, exclusion.description)
+    grant(
+        client,
+        exclusion.name,
+        siblings,
+        result.siblings_excluded,
+        qualification_id=qualification_id,
+    )
+    return qualification_id
 
 
 def _plan(

@@ -8,6 +8,15 @@ record, so it is never a default.
 
 Each decision is stored (status, review note, an event) right after MTurk accepts it. One
 refusal from MTurk (already approved, auto-approved meanwhile) does not stop the others.
+
+`mturk review` proposes a decision per submitted assignment from the study's attention policy
+(study_server/attention.py) and acts only once the requester confirms. MTurk lets a requester
+reject work that fails attention checks the HIT stated (the page's instructions say some
+images check attention), but a rejection lowers the worker's approval rating, which costs
+them other work. So the proposal for a failed check is **approve, and leave the labels out
+of Table 2**; rejecting is the requester's explicit choice (`--reject-failed-attention` with
+a reason, to which each worker's own numbers are added). Work without confirmed labels on
+the server is left for the requester, as `approve` does.
 """
 
 from __future__ import annotations
@@ -17,18 +26,31 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from markets.console import ReviewReport
+from markets.console import APPROVE, LEAVE, REJECT, Proposal, ReviewReport
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
 from markets.mturk.publish import marketplace_name
 from markets.mturk.store import mturk_assignments, study_hit_ids
 from markets.mturk.sync import rejection_note
+from study_server import attention
 from study_server.allocation import release_flagged
-from study_server.db.models import Allocation, AllocationStatus, MTurkAssignment, Verification
+from study_server.db.models import (
+    Allocation,
+    AllocationStatus,
+    AttentionOutcome,
+    MTurkAssignment,
+    Verification,
+)
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 
 MIN_REJECTION_REASON = 10
+# MTurk's limit on RequesterFeedback, which is what the worker reads.
+MAX_FEEDBACK = 1024
+RULE = (
+    "MTurk's rule as applied here: a failed attention check is approved and left out of "
+    "Table 2 unless you chose --reject-failed-attention (docs/protocol.md)"
+)
 
 
 class ReviewRefused(ValueError):
@@ -110,11 +132,7 @@ def reject(
 ) -> ReviewReport:
     if not assignment_ids:
         raise ReviewRefused("name the assignment ids to reject; rejection is never applied to all")
-    if len(reason.strip()) < MIN_REJECTION_REASON:
-        raise ReviewRefused(
-            f"give the worker a reason of at least {MIN_REJECTION_REASON} characters, "
-            f"got {reason!r}"
-        )
+    reason = _check_reason(reason)
     report = ReviewReport("Rejected")
     with sessions() as session:
         study = find_study(session, study_slug, list_known=True)
@@ -125,8 +143,8 @@ def reject(
         client.sandbox,
         chosen,
         report,
-        lambda a: client.reject(a, reason.strip()),
-        reason.strip(),
+        lambda a: client.reject(a, reason),
+        reason,
     )
     return report
 
@@ -180,3 +198,124 @@ def _decide(
             )
             session.commit()
         report.done.append(assignment_id)
+
+
+def _check_reason(reason: str) -> str:
+    reason = reason.strip()
+    if len(reason) < MIN_REJECTION_REASON:
+        raise ReviewRefused(
+            f"give the worker a reason of at least {MIN_REJECTION_REASON} characters, "
+            f"got {reason!r}"
+        )
+    return reason
+
+
+def propose(
+    *,
+    sessions: sessionmaker[Session],
+    sandbox: bool,
+    study_slug: str,
+    reject_failed_attention: bool = False,
+    reason: str | None = None,
+) -> list[Proposal]:
+    """A decision per assignment MTurk lists as Submitted, from the study's attention policy."""
+    if reject_failed_attention:
+        if reason is None:
+            raise ReviewRefused(
+                "--reject-failed-attention needs --reason: the worker reads it with their numbers"
+            )
+        reason = _check_reason(reason)
+    elif reason is not None:
+        raise ReviewRefused("--reason goes with --reject-failed-attention")
+    with sessions() as session:
+        study = find_study(session, study_slug, list_known=True)
+        known = _submitted(session, study.id, sandbox)
+        open_work = sorted(
+            (row for row in known.values() if row.status == "Submitted"),
+            key=lambda row: row.mturk_assignment_id,
+        )
+        allocations = {
+            a.mturk_assignment_id: a
+            for a in session.scalars(
+                select(Allocation).where(
+                    Allocation.study_id == study.id,
+                    Allocation.mturk_assignment_id.in_([r.mturk_assignment_id for r in open_work]),
+                )
+            )
+        }
+        return [
+            _proposal(
+                row, allocations.get(row.mturk_assignment_id), reject_failed_attention, reason
+            )
+            for row in open_work
+        ]
+
+
+def _proposal(
+    row: MTurkAssignment, allocation: Allocation | None, reject_failed: bool, reason: str | None
+) -> Proposal:
+    ids = (row.mturk_assignment_id, row.worker_external_id)
+    if (
+        allocation is None
+        or allocation.status != AllocationStatus.submitted
+        or allocation.verification != Verification.confirmed
+    ):
+        why = "no confirmed labels on the server"
+        if allocation is not None and allocation.verification == Verification.flagged:
+            why += f" (flagged: {allocation.verification_note})"
+        return Proposal(*ids, LEAVE, False, why + "; look at it yourself")
+    numbers = attention.note(allocation.attention_detail, allocation.attention)
+    if allocation.attention != AttentionOutcome.failed_attention:
+        outcome = allocation.attention.value if allocation.attention else "not judged"
+        return Proposal(*ids, APPROVE, True, f"{outcome}: {numbers}" if numbers else outcome)
+    if not reject_failed:
+        return Proposal(
+            *ids, APPROVE, False, f"failed attention ({numbers}): paid, left out of Table 2"
+        )
+    message = f"{reason} ({numbers})"
+    if len(message) > MAX_FEEDBACK:
+        raise ReviewRefused(
+            f"the rejection reason with the numbers is {len(message)} characters; MTurk takes "
+            f"at most {MAX_FEEDBACK}: shorten --reason"
+        )
+    return Proposal(*ids, REJECT, False, f"failed attention ({numbers})", message)
+
+
+def carry_out(
+    *,
+    sessions: sessionmaker[Session],
+    client: MTurkClient,
+    study_slug: str,
+    proposals: Sequence[Proposal],
+    feedback: str | None = None,
+) -> tuple[ReviewReport, ReviewReport]:
+    """Approve and reject as proposed (what was confirmed); the left ones are untouched."""
+    approved, rejected = ReviewReport("Approved"), ReviewReport("Rejected")
+    with sessions() as session:
+        study = find_study(session, study_slug, list_known=True)
+        known = _submitted(session, study.id, client.sandbox)
+    wanted = [known[p.submission] for p in proposals if p.decision == APPROVE]
+    approved.left_for_review = [p.submission for p in proposals if p.decision == LEAVE]
+    _decide(
+        sessions,
+        study.id,
+        client.sandbox,
+        wanted,
+        approved,
+        lambda a: client.approve(a, feedback),
+        feedback,
+    )
+    for proposal in proposals:
+        if proposal.decision != REJECT:
+            continue
+        message = proposal.message or ""
+        _decide(
+            sessions,
+            study.id,
+            client.sandbox,
+            [known[proposal.submission]],
+            rejected,
+            lambda a, message=message: client.reject(a, message),
+            message,
+        )
+    return approved, rejected

@@ -14,9 +14,10 @@ worker. Sync sets each MTurk-sourced allocation's `verification`:
   hears of the submission, so a later sync may confirm what an earlier one flagged; it then
   counts again, unless its images were labeled by someone else meanwhile (allocation rule 7).
 
-It also grants the study's exclusion qualification to every worker who took part, so the
-study's remaining HITs disappear for them on MTurk (the server already refuses them a second
-assignment; the qualification saves them the wasted click).
+It also grants the study's exclusion qualification (the experiment's, when the study is in
+one: markets/mturk/exclusion.py) to every worker who took part, so the remaining HITs of the
+study, and of its experiment, disappear for them on MTurk (the server already refuses them a
+second assignment; the qualification saves them the wasted click).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from markets.mturk import errors
 from markets.mturk.client import MTurkClient
+from markets.mturk.exclusion import Granted, exclusion_of, grant
 from markets.mturk.hits import refresh_hits
-from markets.mturk.publish import exclusion_qualification_name, marketplace_name
+from markets.mturk.publish import marketplace_name
 from markets.mturk.records import Assignment
 from markets.mturk.store import (
     mturk_allocations,
@@ -65,6 +67,7 @@ def sync(*, sessions: sessionmaker[Session], client: MTurkClient, study_slug: st
     with sessions() as session:
         study = find_study(session, study_slug, list_known=True)
         hits = published_hits(session, study_id=study.id, sandbox=sandbox)
+        exclusion = exclusion_of(study)
     report = SyncReport(study_slug=study.slug, sandbox=sandbox, hits=len(hits))
     by_id = {row.hit_id: row for row in hits.values()}
     listed = refresh_hits(sessions, client, by_id)
@@ -105,7 +108,12 @@ def sync(*, sessions: sessionmaker[Session], client: MTurkClient, study_slug: st
         )
         session.commit()
     workers |= {a.worker_id for a in pulled}
-    _grant_exclusion(client, exclusion_qualification_name(study), workers, report)
+    granted, earlier = Granted(), Granted()
+    grant(client, exclusion.name, workers, granted)
+    for name in exclusion.earlier:  # HITs published before the study joined an experiment
+        grant(client, name, workers, earlier, missing_ok=True)
+    report.granted = granted.granted
+    report.grant_failures = granted.failures + earlier.failures
     return report
 
 
@@ -191,21 +199,3 @@ def _mismatch(
 def rejection_note(reason: str | None) -> str:
     """The verification note of a submission the requester rejected (it no longer counts)."""
     return f"rejected on MTurk: {reason or 'no reason recorded'}"
-
-
-def _grant_exclusion(client: MTurkClient, name: str, workers: set[str], report: SyncReport) -> None:
-    if not workers:
-        return
-    qualification_id = client.find_qualification_type(name)
-    if qualification_id is None:
-        report.grant_failures.append(
-            f"qualification {name!r} not found on MTurk (was the study published here?)"
-        )
-        return
-    holders = set(client.iter_qualified_workers(qualification_id))
-    for worker_id in sorted(workers - holders):
-        try:
-            client.grant_qualification(qualification_id, worker_id)
-            report.granted += 1
-        except errors.RequestRejected as error:  # e.g. a workerId MTurk never heard of (forged URL)
-            report.grant_failures.append(f"{worker_id}: {error}")

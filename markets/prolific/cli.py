@@ -18,8 +18,16 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session, sessionmaker
 
 from contract.cli import UsageError
-from markets.confirm import confirm_total, money
-from markets.console import ReviewReport, counts, report_review, run_market_command, say
+from markets.confirm import confirm_decisions, confirm_total, money
+from markets.console import (
+    APPROVE,
+    ReviewReport,
+    counts,
+    report_review,
+    run_market_command,
+    say,
+    show_proposals,
+)
 from markets.prolific import errors
 from markets.prolific.bonus import BonusDeclined, BonusPlan, BonusRefused, bonus, parse_bonuses
 from markets.prolific.client import ProlificClient
@@ -31,7 +39,7 @@ from markets.prolific.publish import (
     PublishResult,
     publish,
 )
-from markets.prolific.review import ReviewRefused, approve, reject
+from markets.prolific.review import RULE, ReviewRefused, approve, propose, reject
 from markets.prolific.studies import status, transition
 from markets.prolific.sync import sync
 from study_server.settings import Settings, get_settings
@@ -82,6 +90,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     publish_cmd.add_argument(
         "--url", help="public base URL of the study server (default: ADVCRITIC_PUBLIC_URL)"
     )
+    publish_cmd.add_argument(
+        "--allow-unedited-texts",
+        action="store_true",
+        help="publish although the consent or debrief text still holds [EDIT: ...] "
+        "placeholders (they are then what your ethics board approved)",
+    )
     status_cmd = command("status", _status, "the Prolific study, its submissions, the server's")
     status_cmd.add_argument(
         "--offline", action="store_true", help="only what the database holds; do not ask Prolific"
@@ -101,6 +115,15 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         default=[],
         metavar="ID",
         help="approve only these submissions (the participants' SESSION_IDs; repeatable)",
+    )
+    review_cmd = command(
+        "review",
+        _review,
+        "propose a decision per submission awaiting review from the attention policy; approve "
+        "when confirmed (failed attention: approved, left out of Table 2)",
+    )
+    review_cmd.add_argument(
+        "--yes", action="store_true", help="carry out the proposals without asking"
     )
     reject_cmd = command(
         "reject", _reject, "reject named confirmed submissions, with a category and a message"
@@ -184,6 +207,7 @@ def _publish(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
             study_slug=args.study,
             public_url=args.url or settings.public_url,
             allocation_timeout_s=settings.allocation_timeout_s,
+            allow_unedited_texts=args.allow_unedited_texts,
             confirm=_confirm(
                 args,
                 settings.prolific.currency,
@@ -290,6 +314,22 @@ def _approve(args: argparse.Namespace, settings: Settings, sessions: Sessions) -
             study_slug=args.study,
             submission_ids=args.submission,
         )
+    return _review_output(report, args.study)
+
+
+def _review(args: argparse.Namespace, settings: Settings, sessions: Sessions) -> int:
+    proposals = propose(sessions=sessions, study_slug=args.study)
+    acting = show_proposals(
+        proposals, where=f"study {args.study} on Prolific", unit="submission", rule=RULE
+    )
+    if not acting or not confirm_decisions(acting, yes=args.yes, say=say):
+        return 0
+    chosen = [p.submission for p in proposals if p.decision == APPROVE]
+    with _client(settings) as client:
+        report = approve(
+            sessions=sessions, client=client, study_slug=args.study, submission_ids=chosen
+        )
+    report.left_for_review = [p.submission for p in proposals if p.decision != APPROVE]
     return _review_output(report, args.study)
 
 

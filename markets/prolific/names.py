@@ -22,8 +22,15 @@ def internal_name(study: Study) -> str:
 def exclusion_group_name(study: Study) -> str:
     """The participant group of everyone who took part; the study blocklists it.
 
-    Per study today; when studies form an experiment (`store.sibling_study_ids`), the
-    experiment's studies share one group, named after the experiment."""
+    The studies of an experiment (study_server/experiments.py) share one group, named after
+    the experiment (its random key, since two databases may reuse a slug); a study alone has
+    its own. Reads `study.experiment`: call it inside the study's session."""
+    experiment = study.experiment
+    if experiment is not None:
+        return (
+            f"{INTERNAL_NAME_PREFIX} experiment {experiment.slug} {experiment.key[:12]} "
+            "participants"
+        )
     return f"{INTERNAL_NAME_PREFIX} {study.slug} {study.manifest_sha256[:12]} participants"
 
 

@@ -22,8 +22,12 @@ refused, nothing made), confirmed by the person (typed, or `--confirm-cost`), an
 against the workspace's available balance, all before anything is created.
 
 Exclusion: the study blocklists a participant group of everyone who took part in it or its
-sibling studies (`prolific sync` keeps the group filled), and the Prolific studies of its
-siblings through `previous_studies_blocklist`; the server refuses them in any case.
+sibling studies (one group per experiment, `names.exclusion_group_name`; `prolific sync`
+keeps it filled), and the Prolific studies of its siblings through
+`previous_studies_blocklist`; the server refuses them in any case.
+
+Texts: Prolific has no sandbox, so a study whose consent or debrief text still holds
+`[EDIT: ...]` placeholders is refused (`UneditedTexts`) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -63,10 +67,15 @@ from study_server.db.store import (
     utc_now,
 )
 from study_server.prolific_entry import study_url
+from study_server.protocol_texts import unedited_texts
 from study_server.settings import ProlificSettings
 
 CENT = Decimal("0.01")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class UneditedTexts(UsageError):
+    """The study's texts are not the lab's own yet (placeholders left): nothing published."""
 
 
 class AlreadyPublished(UsageError):
@@ -189,8 +198,11 @@ def publish(
     public_url: str,
     allocation_timeout_s: int,
     confirm: Callable[[CostPlan], bool],
+    allow_unedited_texts: bool = False,
 ) -> PublishResult:
-    """Create (or find) the study's Prolific study and publish it; see the module."""
+    """Create (or find) the study's Prolific study and publish it; see the module. Prolific
+    has no sandbox, so texts still holding placeholders are refused (`UneditedTexts`)
+    unless `allow_unedited_texts`."""
     check_settings(settings, allocation_timeout_s=allocation_timeout_s)
     page_url = study_url(check_page_url(public_url), study_slug)
     with sessions() as session:
@@ -200,6 +212,16 @@ def publish(
         siblings = [i for i in sibling_study_ids(session, study_id=study.id) if i != study.id]
         blocked = _sibling_prolific_studies(session, siblings)
         sibling_people = participants_of(session, study_ids=siblings)
+        group_name = exclusion_group_name(study)
+        unedited = unedited_texts(session, study_id=study.id)
+    if unedited and not allow_unedited_texts:
+        raise UneditedTexts(
+            "the study's texts still hold [EDIT: ...] placeholders: "
+            + "; ".join(unedited)
+            + ". Prolific has real participants only: attach the texts your ethics board "
+            "approved (study-server protocol attach), or pass --allow-unedited-texts if these "
+            "really are they; nothing published"
+        )
     if row is not None and row.published_at is not None:
         raise AlreadyPublished(
             f"study {study.slug} is already published on Prolific as study "
@@ -221,7 +243,7 @@ def publish(
             raise PublishDeclined(f"not confirmed; nothing published ({result.plan.describe()})")
         _check_balance(client, settings, result.plan)
     if remote is None:
-        group = _exclusion_group(client, settings, study, sibling_people)
+        group = _exclusion_group(client, settings, study, group_name, sibling_people)
         result.group_id = group
         remote, result.recovered = _create(
             client, settings, study, places, page_url, group, blocked
@@ -234,7 +256,7 @@ def publish(
     result.prolific_study_id, result.status = remote.id, remote.status
     result.group_id = result.group_id or (row.exclusion_group_id if row else None)
     if result.group_id is None:  # a study recovered after a crash: its group, by name
-        group = client.find_group(settings.workspace_id or "", exclusion_group_name(study))
+        group = client.find_group(settings.workspace_id or "", group_name)
         result.group_id = group.id if group else None
     _mark_published(sessions, study, remote, result)
     return result
@@ -300,12 +322,12 @@ def _exclusion_group(
     client: ProlificClient,
     settings: ProlificSettings,
     study: ServerStudy,
+    name: str,
     sibling_people: set[str],
 ) -> str:
-    """The id of the study's participant group (found by name, or made), with everyone who
-    took part in a sibling study in it."""
+    """The id of the study's participant group `name` (found by name, or made), with
+    everyone who took part in a sibling study in it."""
     workspace = settings.workspace_id or ""
-    name = exclusion_group_name(study)
     group = client.find_group(workspace, name)
     if group is None:
         try:
@@ -327,8 +349,8 @@ def _group_spec(workspace: str, name: str, slug: str, members: list[str]) -> Par
     return ParticipantGroupCreate(
         name=name,
         workspace_id=workspace,
-        description=f"Everyone who took part in the advcritic study {slug}; its studies "
-        "blocklist this group, so each person takes part once.",
+        description=f"Everyone who took part in the advcritic study {slug} (or its "
+        "experiment); its studies blocklist this group, so each person takes part once.",
         participant_ids=members,
     )
 

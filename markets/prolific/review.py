@@ -13,6 +13,14 @@ pool (Prolific reopens the place).
 
 Each decision is stored (Prolific's status, the note, an event) right after Prolific accepts
 it; one refusal does not stop the others.
+
+`prolific review` proposes a decision per submission awaiting review from the study's
+attention policy and approves once confirmed. Prolific's policy allows rejecting for failed
+attention checks only when they are checks of its own kinds (e.g. instructional manipulation
+checks, failed twice), not for a wrong answer to a task item; the catch trials here are task
+items (plain digits), so a submission that fails them is **approved and left out of Table 2**,
+never rejected: `prolific review` proposes nothing else. A rejection on other grounds stays
+`prolific reject`, named and with Prolific's category and message.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from markets.console import ReviewReport
+from markets.console import APPROVE, LEAVE, Proposal, ReviewReport
 from markets.prolific import errors
 from markets.prolific.client import ProlificClient
 from markets.prolific.models import (
@@ -31,12 +39,18 @@ from markets.prolific.models import (
 )
 from markets.prolific.store import listed_submissions, prolific_work
 from markets.prolific.sync import rejection_note, require_published
+from study_server import attention
 from study_server.allocation import release_flagged
-from study_server.db.models import AllocationStatus, Verification
+from study_server.db.models import AllocationStatus, AttentionOutcome, Verification
 from study_server.db.session import begin_write
 from study_server.db.store import record_event
 
 BULK_SIZE = 100
+RULE = (
+    "Prolific's rule as applied here: a failed attention check (our catch trials are task "
+    "items, not checks of Prolific's kinds) is approved and left out of Table 2, never "
+    "rejected (docs/protocol.md)"
+)
 
 
 class ReviewRefused(ValueError):
@@ -176,7 +190,8 @@ def _record(
             row.status = report.decision
             row.review_note = note
             if report.decision == "REJECTED":
-                release_flagged(session, work[submission_id].allocation, reason=rejection_note(note)
+                release_flagged(
+                    session, work[submission_id].allocation, reason=rejection_note(note)
                 )
             record_event(
                 session,
@@ -187,3 +202,32 @@ def _record(
             )
         session.commit()
     report.done.extend(submission_ids)
+
+
+def propose(*, sessions: sessionmaker[Session], study_slug: str) -> list[Proposal]:
+    """Approve every confirmed submission awaiting review (those that failed the attention
+    policy too, left out of Table 2); leave the rest for the researcher."""
+    proposals = []
+    with sessions() as session:
+        study_id, published = require_published(session, study_slug)
+        listed = listed_submissions(session, prolific_study_id=published.prolific_study_id)
+        ours = {w.session_id: w.allocation for w in prolific_work(session, study_id=study_id)}
+        reviewable = _reviewable(session, study_id, published.prolific_study_id)
+        for submission_id, row in sorted(listed.items()):
+            if row.status != "AWAITING REVIEW":
+                continue
+            allocation = ours.get(submission_id)
+            if submission_id not in reviewable or allocation is None:
+                why = "no confirmed labels on the server; look at it yourself"
+                proposals.append(Proposal(submission_id, row.participant_id, LEAVE, False, why))
+                continue
+            numbers = attention.note(allocation.attention_detail, allocation.attention)
+            failed = allocation.attention == AttentionOutcome.failed_attention
+            outcome = allocation.attention.value if allocation.attention else "not judged"
+            why = (
+                f"failed attention ({numbers}): paid, left out of Table 2"
+                if failed
+                else (f"{outcome}: {numbers}" if numbers else outcome)
+            )
+            proposals.append(Proposal(submission_id, row.participant_id, APPROVE, not failed, why))
+    return proposals

@@ -116,8 +116,15 @@ def sync(
         group_id = row.exclusion_group_id
         group_name = exclusion_group_name(find_study(session, study_slug))
     done = {sub.participant_id for sub in listed.values() if sub.status not in OPEN_STATUSES}
-    _fill_group(client, settings, group_id, group_name, done, report)
+    _fill_groups(client, settings, group_id, group_name, done, report)
     return report
+
+
+def _add_missing(client: ProlificClient, group_id: str, participants: set[str]) -> int:
+    missing = sorted(participants - client.group_members(group_id))
+    if missing:
+        client.add_to_group(group_id, missing)
+    return len(missing)
 
 
 def _store(session: Session, prolific_study_id: str, listed: dict[str, Submission]) -> None:
@@ -205,7 +212,7 @@ def rejection_note(reason: str | None) -> str:
     return f"rejected on Prolific: {reason or 'no reason recorded here'}"
 
 
-def _fill_group(
+def _fill_groups(
     client: ProlificClient,
     settings: ProlificSettings,
     group_id: str | None,
@@ -213,18 +220,21 @@ def _fill_group(
     participants: set[str],
     report: SyncReport,
 ) -> None:
+    """Put the participants in the group the study blocklists (`group_id`, else the one named
+    `group_name`), and in the group named `group_name` when that is another one: a study
+    published before it joined an experiment blocklists a group of its own, while the later
+    studies of the experiment blocklist the experiment's."""
     if not participants:
         return
     try:
-        if group_id is None:
-            group = client.find_group(settings.workspace_id or "", group_name)
-            if group is None:
-                report.group_problem = f"participant group {group_name!r} not found on Prolific"
-                return
-            group_id = group.id
-        missing = sorted(participants - client.group_members(group_id))
-        if missing:
-            client.add_to_group(group_id, missing)
-        report.group_added = len(missing)
+        named = client.find_group(settings.workspace_id or "", group_name)
+        targets = {group_id} if group_id is not None else set()
+        if named is not None:
+            targets.add(named.id)
+        if not targets:
+            report.group_problem = f"participant group {group_name!r} not found on Prolific"
+            return
+        # People newly excluded (into one group or both).
+        report.group_added = max(_add_missing(client, t, participants) for t in sorted(targets))
     except errors.RequestRejected as error:
         report.group_problem = str(error)

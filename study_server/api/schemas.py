@@ -21,6 +21,8 @@ LabCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 _WHO = "give either `code` (a lab invitation) or `worker_id` with MTurk's ids"
 # The most items an assignment may have on the wire (far above any sane study).
 MAX_ITEMS = 1000
+# The SHA-256 of a consent text, as the page got it (study_server/protocol_texts.py).
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Request(BaseModel):
@@ -34,11 +36,13 @@ class MTurkIds(_Request):
 
 
 class AcceptRequest(_Request):
-    """An MTurk worker (`worker_id` and `mturk`) or a lab participant (`code`)."""
+    """An MTurk worker (`worker_id` and `mturk`) or a lab participant (`code`), who agreed to
+    the consent text whose SHA-256 is `consent_sha256` (required: no consent, no images)."""
 
     worker_id: Identifier | None = None
     mturk: MTurkIds | None = None
     code: LabCode | None = None
+    consent_sha256: Sha256
 
     @model_validator(mode="after")
     def _one_kind(self) -> AcceptRequest:
@@ -47,6 +51,25 @@ class AcceptRequest(_Request):
         if self.code is not None and (self.worker_id or self.mturk):
             raise ValueError(_WHO)
         return self
+
+
+class ProtocolTextOut(BaseModel):
+    """A version of a consent or debrief text: the sanitized HTML shown, and its SHA-256."""
+
+    version: int
+    sha256: str
+    html: str
+
+
+class DeclineRequest(_Request):
+    """Someone who read the consent text and chose not to take part. Nothing says who."""
+
+    consent_sha256: Sha256
+    source: Literal["mturk", "local", "prolific"]
+
+
+class DeclineResponse(BaseModel):
+    status: Literal["declined"]
 
 
 class SavedLabel(BaseModel):
@@ -67,6 +90,8 @@ class AcceptResponse(BaseModel):
     expires_at: datetime
     # The labels saved so far, in position order (empty unless resumed).
     labels: list[SavedLabel] = Field(default_factory=list)
+    # With outcome "submitted": the debrief given with the labels, shown again.
+    debrief: ProtocolTextOut | None = None
 
 
 ResponseMs = Annotated[StrictInt, Field(ge=0, le=24 * 3600 * 1000)]
@@ -111,6 +136,8 @@ class SaveLabelResponse(BaseModel):
 class SubmitResponse(BaseModel):
     status: Literal["stored", "already_submitted"]
     labels: int
+    # The debrief the page shows now, before the hand-off to the market.
+    debrief: ProtocolTextOut | None = None
 
 
 # Prolific's ids (PROLIFIC_PID, STUDY_ID, SESSION_ID): 24 hexadecimal characters.
@@ -121,6 +148,10 @@ class ProlificIdsIn(_Request):
     participant_id: ProlificId
     study_id: ProlificId
     session_id: ProlificId
+
+
+class ProlificAcceptRequest(ProlificIdsIn):
+    consent_sha256: Sha256
 
 
 class ProlificSaveLabelRequest(ProlificIdsIn):

@@ -11,13 +11,17 @@ so they hold under concurrency on both SQLite and PostgreSQL:
   (two claims of the same HIT, see study_server/allocation.py), and a flagged submission
   keeps its labels while the images go back to the pool, so the rule is on what counts;
 - a label is stored once per item of an allocation (`labels` unique on allocation+stimulus);
-- a lab invitation code is stored only as its SHA-256 (`lab_invitations.code_sha256`).
+- a lab invitation code is stored only as its SHA-256 (`lab_invitations.code_sha256`);
+- a study's consent and debrief texts and its attention policy are versioned, never edited in
+  place (`protocol_texts`, `attention_policies` unique on study+kind+version): an allocation
+  points at the consent version its person agreed to (with its SHA-256 and the time), the
+  debrief it was given, and the policy its attention outcome was judged by.
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -85,14 +89,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class StimulusKind(str, enum.Enum):
@@ -139,6 +143,21 @@ COUNTED_VERIFICATIONS = (Verification.confirmed, Verification.invited, Verificat
 _COUNTED_SQL = "status = 'submitted' AND verification IN ('confirmed', 'invited', 'not_applicable')"
 
 
+class Experiment(Base):
+    """Studies of several defenses (and networks) that share one pool of people: whoever
+    takes part in one of them takes part in none of the others (`store.sibling_study_ids`)."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    # Random, fixed at creation: names the experiment on the markets (MTurk's exclusion
+    # qualification, Prolific's participant group), where two databases may reuse a slug.
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
 class Study(Base):
     __tablename__ = "studies"
 
@@ -158,9 +177,15 @@ class Study(Base):
     items_per_assignment: Mapped[int] = mapped_column(Integer)
     split_seed: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id"), nullable=True, index=True
+    )
 
+    experiment: Mapped[Experiment | None] = relationship()
     stimuli: Mapped[list[Stimulus]] = relationship(back_populates="study")
-    assignments: Mapped[list[Assignment]] = relationship(back_populates="study", order_by="Assignment.ordinal")
+    assignments: Mapped[list[Assignment]] = relationship(
+        back_populates="study", order_by="Assignment.ordinal"
+    )
 
 
 class Stimulus(Base):
@@ -201,7 +226,9 @@ class Assignment(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     # Unguessable public handle used in URLs instead of the sequential id.
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
-    status: Mapped[AssignmentStatus] = mapped_column(_enum(AssignmentStatus), default=AssignmentStatus.available)
+    status: Mapped[AssignmentStatus] = mapped_column(
+        _enum(AssignmentStatus), default=AssignmentStatus.available
+    )
 
     study: Mapped[Study] = relationship(back_populates="assignments")
     items: Mapped[list[AssignmentItem]] = relationship(order_by="AssignmentItem.position")
@@ -211,7 +238,9 @@ class AssignmentItem(Base):
     __tablename__ = "assignment_items"
     __table_args__ = (UniqueConstraint("stimulus_id"),)
 
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
+    )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"))
 
@@ -226,6 +255,65 @@ class Worker(Base):
     source: Mapped[WorkerSource] = mapped_column(_enum(WorkerSource))
     # MTurk's workerId, or the lab participant's code in local mode.
     external_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class AttentionOutcome(str, enum.Enum):
+    """How a submission measured against the study's attention policy (study_server/attention.py)."""
+
+    passed = "passed"
+    failed_attention = "failed_attention"
+    not_applicable = "not_applicable"  # nothing to judge: no catch trials, no time minimum
+
+
+class TextKind(str, enum.Enum):
+    consent = "consent"
+    debrief = "debrief"
+
+
+class ProtocolText(Base):
+    """One version of a study's consent or debrief text (study_server/protocol_texts.py).
+
+    `html` is what people are shown (rendered from `source` and sanitized once, when the
+    version is made) and `sha256` is its digest: the allocation of a person who agreed keeps
+    it. A new text is a new version; versions are never changed.
+    """
+
+    __tablename__ = "protocol_texts"
+    __table_args__ = (UniqueConstraint("study_id", "kind", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[TextKind] = mapped_column(_enum(TextKind))
+    version: Mapped[int] = mapped_column(Integer)
+    # "markdown" or "html": how `source` was read.
+    source_format: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    # The file it came from; None for the built-in default (a template with placeholders).
+    source_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    html: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # "[EDIT: ...]" placeholders left in the text: a live study refuses to start with any.
+    placeholders: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class AttentionPolicy(Base):
+    """One version of a study's attention policy: what a submission must reach to pass."""
+
+    __tablename__ = "attention_policies"
+    __table_args__ = (UniqueConstraint("study_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    # Share of the assignment's catch trials labeled with their true class (None: no minimum).
+    min_catch_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Median time per image, over the submission's labels (None: no minimum).
+    min_median_response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "default" (settings, at import), "import" (given to `study-server import`), "command".
+    origin: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
 
@@ -247,9 +335,13 @@ class Allocation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), index=True
+    )
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
-    status: Mapped[AllocationStatus] = mapped_column(_enum(AllocationStatus), default=AllocationStatus.active)
+    status: Mapped[AllocationStatus] = mapped_column(
+        _enum(AllocationStatus), default=AllocationStatus.active
+    )
     # MTurk's identifiers for this piece of work (None in local mode).
     mturk_assignment_id: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
     hit_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
@@ -257,11 +349,34 @@ class Allocation(Base):
     allocated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    verification: Mapped[Verification] = mapped_column(_enum(Verification), default=Verification.unverified)
+    verification: Mapped[Verification] = mapped_column(
+        _enum(Verification), default=Verification.unverified
+    )
     verification_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The client's address (IPv4, or an IPv6 /64) while the allocation is active, for the
     # per-address limit; erased when it is submitted or expires (never kept for the study).
     source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What the person agreed to before anything was allocated: the consent version, the
+    # SHA-256 of the text they were shown, and when (study_server/protocol_texts.py).
+    consent_text_id: Mapped[int | None] = mapped_column(
+        ForeignKey("protocol_texts.id"), nullable=True
+    )
+    consent_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The debrief given with the stored labels (the page shows it before the hand-off).
+    debrief_text_id: Mapped[int | None] = mapped_column(
+        ForeignKey("protocol_texts.id"), nullable=True
+    )
+    debriefed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The attention policy's verdict on the submission (None until submitted), its numbers,
+    # and the policy version it was judged by (study_server/attention.py).
+    attention: Mapped[AttentionOutcome | None] = mapped_column(
+        _enum(AttentionOutcome), nullable=True
+    )
+    attention_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attention_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attention_policies.id"), nullable=True
+    )
 
     assignment: Mapped[Assignment] = relationship()
     worker: Mapped[Worker] = relationship()
@@ -274,9 +389,13 @@ class Label(Base):
     __table_args__ = (UniqueConstraint("allocation_id", "stimulus_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    allocation_id: Mapped[int] = mapped_column(ForeignKey("allocations.id", ondelete="CASCADE"), index=True)
+    allocation_id: Mapped[int] = mapped_column(
+        ForeignKey("allocations.id", ondelete="CASCADE"), index=True
+    )
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
-    stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"), index=True)
+    stimulus_id: Mapped[int] = mapped_column(
+        ForeignKey("stimuli.id", ondelete="CASCADE"), index=True
+    )
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     label: Mapped[int] = mapped_column(Integer)
@@ -313,6 +432,10 @@ class LabInvitation(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     # SHA-256 of the normalised code: the code itself is shown once, when minted.
     code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # Set when the study was in an experiment at minting: the code is then good for any one
+    # study of the experiment (the link opens `study_id`'s), so the same person is known
+    # across them and refused a second study (study_server/invitations.py).
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id"), nullable=True)
     note: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
@@ -323,7 +446,9 @@ class Event(Base):
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), nullable=True, index=True)
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     kind: Mapped[str] = mapped_column(String(64), index=True)
     worker_external_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     assignment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -358,7 +483,9 @@ class MTurkAssignment(Base):
     __tablename__ = "mturk_assignments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    hit_id: Mapped[str] = mapped_column(ForeignKey("mturk_hits.hit_id", ondelete="CASCADE"), index=True)
+    hit_id: Mapped[str] = mapped_column(
+        ForeignKey("mturk_hits.hit_id", ondelete="CASCADE"), index=True
+    )
     mturk_assignment_id: Mapped[str] = mapped_column(String(128), unique=True)
     worker_external_id: Mapped[str] = mapped_column(String(128))
     # Submitted | Approved | Rejected, as MTurk says.

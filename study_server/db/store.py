@@ -6,13 +6,17 @@ events through these, so a rule (what a missing study says, what an event record
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import Assignment, Event, Study
 from study_server.errors import NotFoundError
+
+T = TypeVar("T")
+# What a missing row is called in messages, by table.
+NOUNS = {"studies": "study", "experiments": "experiment"}
 
 
 class StudyNotFound(NotFoundError, LookupError):
@@ -26,26 +30,56 @@ def utc_now() -> datetime:
 def find_study(session: Session, slug: str, *, list_known: bool = False) -> Study:
     """The study named `slug`. `list_known` names the studies that do exist in the error: a
     help at the command line, never sent to the public web (it would list every study)."""
-    study = session.scalar(select(Study).where(Study.slug == slug))
-    if study is not None:
-        return study
+    return find_named(
+        session,
+        Study,
+        slug,
+        list_known=list_known,
+        error=StudyNotFound,
+        none_yet="import one with `study-server import BUNDLE`",
+    )
+
+
+def find_named(
+    session: Session,
+    model: type[T],
+    slug: str,
+    *,
+    list_known: bool,
+    error: type[NotFoundError],
+    none_yet: str,
+) -> T:
+    """The row of `model` (a table with a `slug`) named `slug`, or `error`: "no study named
+    'x'", or with `list_known` the names that exist ("no study 'x' in the database (studies:
+    a, b)")."""
+    noun = NOUNS[model.__tablename__]
+    found = session.scalar(select(model).where(model.slug == slug))  # type: ignore[attr-defined]
+    if found is not None:
+        return found
     if not list_known:
-        raise StudyNotFound(f"no study named {slug!r}")
-    known = session.scalars(select(Study.slug).order_by(Study.slug)).all()
-    listing = ", ".join(known) if known else "none; import one with `study-server import BUNDLE`"
-    raise StudyNotFound(f"no study {slug!r} in the database (studies: {listing})")
+        raise error(f"no {noun} named {slug!r}")
+    known = session.scalars(select(model.slug).order_by(model.slug)).all()  # type: ignore[attr-defined]
+    listing = ", ".join(known) if known else f"none; {none_yet}"
+    raise error(f"no {noun} {slug!r} in the database ({model.__tablename__}: {listing})")
 
 
 def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
-    """The studies whose participants may not take part in this one, itself included.
+    """The studies whose participants may not take part in this one, itself included: every
+    study of its experiment (`study-server experiment`), or the study alone.
 
-    The one hook for cross-study exclusion: today a study stands alone, so this is just the
-    study; when studies are grouped into an experiment (several defenses, one pool of people),
-    it returns every study of the experiment, and the server's refusal of a Prolific
-    participant (`prolific_entry`) and Prolific's filters (`prolific publish`) follow; MTurk's
-    qualification does not use it yet.
+    The one hook for exclusion across studies: the server's accept refuses a person who holds
+    an allocation in another of them (`allocation.refuse_sibling_participant`), `mturk
+    publish` grants the experiment's qualification to their workers, and `prolific publish`
+    blocklists their Prolific studies.
     """
-    return [study_id]
+    experiment_id = session.scalar(select(Study.experiment_id).where(Study.id == study_id))
+    if experiment_id is None:
+        return [study_id]
+    return list(
+        session.scalars(
+            select(Study.id).where(Study.experiment_id == experiment_id).order_by(Study.id)
+        )
+    )
 
 
 def assignment_count(session: Session, *, study_id: int) -> int:

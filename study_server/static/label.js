@@ -1,31 +1,39 @@
-// The labeling page: accept, show the images one at a time, keep each label on the server
-// as it is given, submit. Its data comes from the JSON block #config (no inline script: the
-// CSP forbids it).
+// The labeling page: consent, accept, show the images one at a time, keep each label on the
+// server as it is given, submit, debrief, hand off. Its data comes from the JSON block
+// #config (no inline script: the CSP forbids it).
 //
 // The page is a sequence of phases; each has one section of label.html and an `enter`
 // function, and `go(name)` is the only way from one to the next:
 //
-//   loading -> (waiting -> loading)* -> intro -> task <-> review -> submitting -> done
-//   loading -> unavailable                       (refused: the reason is shown)
+//   consent -> loading -> (waiting -> loading)* -> intro -> task <-> review -> submitting
+//           -> debrief -> done
+//   consent -> declining -> declined              (nothing but the refusal is stored)
+//   loading -> unavailable                        (refused: the reason is shown)
+//   loading -> debrief -> done                    (already submitted: only the hand-off is left)
 //
-// A reload, a closed tab reopened from MTurk, or a crashed browser comes back through
-// loading: the accept answers with the labels saved so far, and the task resumes at the
-// first image without one. Only after the server has stored the submission does the page
-// post to MTurk's externalSubmit, so MTurk never hears of a submission the study does not have.
+// Nothing is allocated before the person agrees: "I agree" is what sends the accept, with the
+// SHA-256 of the consent text shown (config.consentSha256); the server refuses any other.
+// A reload, a closed tab reopened from MTurk, or a crashed browser comes back through consent
+// and loading: the accept answers with the labels saved so far, and the task resumes at the
+// first image without one. Only after the server has stored the submission (and answered with
+// the debrief, shown before anything else) does the page post to MTurk's externalSubmit, so
+// MTurk never hears of a submission the study does not have.
 //
 // A source whose ids are more than a worker id (Prolific: participant, study, session) passes
 // them as config.identity, sent with every request; Prolific's participants then get the
-// completion URL from the server (config.completeUrl), which gives it only for stored labels.
+// completion URL from the server (config.completeUrl), which gives it only for stored labels,
+// after the debrief.
 (function () {
   "use strict";
 
   const config = JSON.parse(document.getElementById("config").textContent);
   const byId = (id) => document.getElementById(id);
-  const SECTIONS = ["intro", "wait", "task", "review", "done"];
+  const SECTIONS = ["consent", "declined", "intro", "wait", "task", "review", "debrief", "done"];
   const MAX_WAIT_S = 600; // a Retry-After longer than this is shown, not waited for
   const state = {
     phase: null,
     assignment: null,
+    debrief: null,
     labels: [],
     times: [],
     index: 0,
@@ -73,15 +81,23 @@
   }
 
   function acceptBody() {
-    if (config.identity) return Object.assign({}, config.identity);
+    const consent = { consent_sha256: config.consentSha256 };
+    if (config.identity) return Object.assign({}, config.identity, consent);
     if (config.mode === "mturk") {
-      return {
+      return Object.assign(consent, {
         worker_id: config.workerId,
         mturk: { assignment_id: config.assignmentId, hit_id: config.hitId, turk_submit_to: config.turkSubmitTo },
-      };
+      });
     }
-    return { code: config.code };
+    return Object.assign(consent, { code: config.code });
   }
+
+  // What someone who declined is asked to do on the market they came from.
+  const DECLINED = {
+    mturk: "Please return this HIT (the \u201cReturn\u201d button on the MTurk page) so that another worker can take it.",
+    prolific: "Please return your submission on Prolific (\u201cStop without completing\u201d) so that your place goes to someone else.",
+    local: "You may close this page.",
+  };
 
   // Each label goes to the server as it is given, one after another; a failed save is tried
   // again a few times, and the submission carries every label anyway.
@@ -90,7 +106,7 @@
     const url = state.assignment.label_url_prefix + position;
     state.saving = state.saving.then(async () => {
       for (let attempt = 0; attempt < 4; attempt += 1) {
-        if (state.phase === "submitting" || state.phase === "done") return;
+        if (state.phase === "submitting" || state.phase === "debrief" || state.phase === "done") return;
         try {
           await send("PUT", url, body);
           byId("notice").hidden = true;
@@ -133,6 +149,28 @@
   // ---- the phases -----------------------------------------------------------------------
 
   const phases = {
+    consent() {
+      showError("");
+      byId("agree").disabled = false;
+      byId("decline").disabled = false;
+      byId("consent-text").focus();
+    },
+
+    async declining() {
+      byId("agree").disabled = true;
+      byId("decline").disabled = true;
+      try {
+        await send("POST", config.declineUrl, { consent_sha256: config.consentSha256, source: config.mode });
+      } catch (error) {
+        // The refusal could not be noted; the person declined all the same.
+      }
+      go("declined");
+    },
+
+    declined() {
+      byId("declined-text").textContent = DECLINED[config.mode] || DECLINED.local;
+    },
+
     async loading() {
       showError("");
       try {
@@ -146,7 +184,8 @@
         return;
       }
       if (state.assignment.outcome === "submitted") {
-        go("done");
+        state.debrief = state.assignment.debrief;
+        go("debrief");
         return;
       }
       for (const saved of state.assignment.labels) {
@@ -211,14 +250,29 @@
       await state.saving;
       const labels = state.labels.map((label, position) => ({ position, label, response_ms: state.times[position] }));
       try {
-        await send("POST", state.assignment.submit_url, Object.assign(who(), { labels }));
+        const stored = await send("POST", state.assignment.submit_url, Object.assign(who(), { labels }));
+        state.debrief = stored.debrief;
       } catch (error) {
         // Safe to press again: the server stores a submission once and answers a retry the same way.
         showError(error.message);
         go("review");
         return;
       }
-      go("done");
+      go("debrief");
+    },
+
+    // The labels are stored; the debrief comes before the hand-off to the market. Its HTML was
+    // sanitized by the server when the lab attached it (study_server/protocol_texts.py).
+    debrief() {
+      byId("notice").hidden = true;
+      if (!state.debrief) {
+        go("done");
+        return;
+      }
+      byId("debrief-text").innerHTML = state.debrief.html;
+      byId("debrief-continue").textContent = config.mode === "mturk" ? "Finish and submit the HIT" : config.mode === "prolific" ? "Finish and return to Prolific" : "Finish";
+      byId("debrief-continue").disabled = false;
+      byId("debrief-text").focus();
     },
 
     async done() {
@@ -245,8 +299,12 @@
     },
   };
 
-  // The section each phase shows (phases without one keep the intro's).
-  const SHOWN = { loading: "intro", waiting: "wait", unavailable: "intro", intro: "intro", task: "task", review: "review", submitting: "review", done: "done" };
+  // The section each phase shows.
+  const SHOWN = {
+    consent: "consent", declining: "consent", declined: "declined",
+    loading: "intro", waiting: "wait", unavailable: "intro", intro: "intro", task: "task",
+    review: "review", submitting: "review", debrief: "debrief", done: "done",
+  };
 
   function go(name, argument) {
     state.phase = name;
@@ -293,6 +351,20 @@
     if (state.phase === "review") go("submitting");
   }
 
+  function agree() {
+    if (state.phase === "consent") go("loading");
+  }
+
+  function decline() {
+    if (state.phase === "consent") go("declining");
+  }
+
+  function finish() {
+    if (state.phase !== "debrief") return;
+    byId("debrief-continue").disabled = true;
+    go("done");
+  }
+
   function onKey(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (state.phase === "intro" && (event.key === "Enter" || event.key === " ")) {
@@ -313,10 +385,13 @@
     }
   }
 
+  byId("agree").addEventListener("click", agree);
+  byId("decline").addEventListener("click", decline);
   byId("start").addEventListener("click", begin);
   byId("back").addEventListener("click", back);
   byId("review-back").addEventListener("click", back);
   byId("submit").addEventListener("click", submit);
+  byId("debrief-continue").addEventListener("click", finish);
   document.addEventListener("keydown", onKey);
-  go("loading");
+  go("consent");
 })();

@@ -17,12 +17,14 @@ from PIL import Image
 from analysis.cli import main as analyze_study
 from analysis.stats import wilson_interval
 from testkit.servers import ADMIN_TOKEN, MTURK_TEST_SUBMIT_HOST, make_settings
-from testkit.studies import import_study, invite, register_hits
+from testkit.studies import NO_ATTENTION_POLICY, import_study, invite, register_hits
 from tests.fixtures.mturk import label_by_rule, records_by_image
+from tests.server.flow import consent_sha256
 
 
 def _label_assignment(web, slug, by_image, *, worker=None, code=None, mturk=None):
     body = {"code": code} if code else {"worker_id": worker}
+    body["consent_sha256"] = consent_sha256(web, slug)
     if mturk:
         body["mturk"] = {
             "assignment_id": mturk,
@@ -44,11 +46,12 @@ def _label_assignment(web, slug, by_image, *, worker=None, code=None, mturk=None
     return list(zip(shown, labels, strict=True))
 
 
-def _fill(database_url, make_bundle, live_server_factory):
+def _fill(database_url, make_bundle, live_server_factory, protocol=NO_ATTENTION_POLICY):
     """36 images (30 adversarial, 6 catch) in 6 assignments: 4 done in the lab (invited), 1 on
-    MTurk (never confirmed)."""
+    MTurk (never confirmed). No attention policy unless `protocol` gives one (the figures are
+    counted by hand; the policy's effect has its own test)."""
     bundle = make_bundle(n_adversarial=30, n_catch=6)
-    import_study(database_url, bundle, items_per_assignment=5)
+    import_study(database_url, bundle, items_per_assignment=5, protocol=protocol)
     register_hits(database_url, "ours-fc", ["HITX"])
     codes = invite(database_url, "ours-fc", 4)
     server = live_server_factory(make_settings(database_url))
@@ -192,6 +195,53 @@ def test_the_figures_equal_the_hand_counted_ones_from_the_database_and_from_expo
     assert (
         "**Not a study:** ours-fc" in markdown
     )  # the fixture's images are synthetic, and the table says so
+
+
+def test_failed_attention_is_left_out_with_its_reasons_and_can_be_included(
+    database_url, make_bundle, live_server_factory, capsys, tmp_path
+):
+    """The default policy (half of the catch trials right): the simulated people get every
+    third catch trial wrong, so some of the four lab assignments fail. Table 2 leaves them
+    out, lists each with its numbers, and counts them on request; an export says the same."""
+    _, lab, exports = _fill(database_url, make_bundle, live_server_factory, protocol=None)
+    per_assignment = [lab[i : i + 6] for i in range(0, len(lab), 6)]  # 5 images + 1 catch each
+    passed = [
+        pairs
+        for pairs in per_assignment
+        if all(label == r.original_label for r, label in pairs if r.kind == "catch")
+    ]
+    failed = len(per_assignment) - len(passed)
+    assert 0 < failed < len(per_assignment)  # the bundle's catch trials make it so
+    hand, _ = _by_hand([pair for pairs in passed for pair in pairs])
+    argv = ["--defense", "ours", "--source", "all", "--format", "json"]
+    code, out, _ = _run(capsys, [*argv, "--database-url", database_url])
+    (result,) = json.loads(out)["results"]
+    assert code == 0 and result["change"]["count"] == hand["change"]
+    assert result["annotators"] == len(passed)
+    reason = "from submissions that failed the study's attention policy (listed below)"
+    assert result["excluded"][reason] == 6 * failed
+    assert len(result["attention_failures"]) == failed
+    assert all(
+        "0 of 1 catch trial(s) right (0%; the policy asks for at least 50%)" in f["why"]
+        for f in result["attention_failures"]
+    )
+    code, included, _ = _run(
+        capsys, [*argv, "--database-url", database_url, "--include-failed-attention"]
+    )
+    (everyone,) = json.loads(included)["results"]
+    assert everyone["annotators"] == 4 and everyone["failed_attention_included"] is True
+    assert "INCLUDED" in json.loads(included)["counted"]
+    path = tmp_path / "labels.csv"
+    path.write_bytes(exports["csv"].content)
+    code, from_export, _ = _run(capsys, [*argv, "--export", str(path)])
+    assert (
+        json.loads(from_export)["results"][0]["attention_failures"]
+        == (result["attention_failures"])
+    )
+    code, markdown, _ = _run(
+        capsys, ["--defense", "ours", "--source", "all", "--database-url", database_url]
+    )
+    assert f"Left out for failing the study's attention policy ({failed} submission(s)" in markdown
 
 
 def test_whose_labels_count_can_be_chosen(labeled_sqlite, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from markets.mturk.cli import main as mturk
-from testkit.studies import import_study
+from testkit.studies import attach_lab_texts, import_study
 from tests.fixtures.mturk import cli_settings
 
 
@@ -81,9 +81,24 @@ def test_a_database_that_does_not_exist_or_was_never_migrated_is_an_error(
     assert code == 2 and "run `study-server migrate`" in err
 
 
+def test_the_live_marketplace_refuses_the_placeholder_texts_unless_told(capsys, study_db, aws_env):
+    """A paid study without the lab's own consent text is an ethics violation: refused."""
+    settings = cli_settings(study_db, aws_env)
+    argv = ["publish", "--live", "--study", "ours-fc", "--confirm-cost", "2.40"]
+    code, _, err = _run(capsys, argv, settings)
+    assert code == 2 and "consent version 1 (the built-in default: 11 [EDIT: ...]" in err
+    assert "--allow-unedited-texts" in err and aws_env.fake.hit_ids() == []
+    code, out, err = _run(capsys, ["publish", "--study", "ours-fc", "--max-hits", "1"], settings)
+    assert code == 0 and "note: not the lab's own text yet: consent version 1" in err  # sandbox
+    more = ["--max-hits", "1", "--allow-unedited-texts"]
+    code, out, _ = _run(capsys, [*argv[:-1], "0.60", *more], settings)
+    assert code == 0 and "published 1 HIT(s) on the LIVE marketplace" in out
+
+
 def test_the_live_marketplace_needs_the_exact_cost_confirmed(
     capsys, study_db, aws_env, monkeypatch
 ):
+    attach_lab_texts(study_db, "ours-fc")
     settings = cli_settings(study_db, aws_env)
     code, out, err = _run(capsys, ["publish", "--live", "--study", "ours-fc"], settings)
     assert (

@@ -33,6 +33,7 @@ from testkit.databases import session_for
 from testkit.servers import make_settings
 from testkit.studies import import_study
 from tests.fixtures.mturk import cli_settings, label_by_rule, records_by_image
+from tests.server.flow import consent_sha256
 
 ASSIGNMENTS, ITEMS = 6, 5
 
@@ -51,6 +52,7 @@ def _accept(web: httpx.Client, slug: str, worker: str, assignment: str, hit: str
             json={
                 "worker_id": worker,
                 "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_to},
+                "consent_sha256": consent_sha256(web, slug),
             },
         )
         if answer.status_code not in (409, 429) or "retry-after" not in answer.headers:
@@ -87,6 +89,7 @@ def _forge(server_url: str, slug: str, hits: list[str], submit_to: str, wave: in
                         "hit_id": hit,
                         "turk_submit_to": submit_to,
                     },
+                    "consent_sha256": consent_sha256(web, slug),
                 },
             )
             if answer.status_code != 200:

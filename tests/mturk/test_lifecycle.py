@@ -19,7 +19,7 @@ from markets.mturk.cli import main as mturk
 from study_server.db.models import Allocation, MTurkAssignment, MTurkHit, Verification, Worker
 from testkit.databases import session_for
 from testkit.servers import make_settings
-from testkit.studies import import_study
+from testkit.studies import NO_ATTENTION_POLICY, import_study
 from tests.fixtures.mturk import cli_settings, do_hit, open_assignment, records_by_image
 
 
@@ -78,7 +78,9 @@ def test_publish_work_sync_approve_reject_and_analyse(
 ):
     fake = aws_env
     bundle = make_bundle(n_adversarial=20, n_catch=4)
-    import_study(database_url, bundle, items_per_assignment=5)  # 4 assignments of 5 + 1 catch trial
+    # Counted by hand here, all of it: no attention policy (its effect is tested in
+    # test_experiment_lifecycle.py and tests/analysis).
+    import_study(database_url, bundle, items_per_assignment=5, protocol=NO_ATTENTION_POLICY)
     server = live_server_factory(make_settings(database_url, turk_submit_hosts=[fake.url]))
     settings = cli_settings(database_url, fake)
 

@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from markets.mturk import errors
 from markets.mturk import publish as publish_module
+from markets.mturk.exclusion import study_qualification_name
 from markets.mturk.fake import WorkerProfile
 from markets.mturk.publish import (
     PublishDeclined,
     annotation,
-    exclusion_qualification_name,
     publish,
     request_token,
 )
@@ -21,7 +21,7 @@ from markets.mturk.records import PERCENT_APPROVED_QUALIFICATION
 from study_server.db.access import study_sessions
 from study_server.db.models import MTurkHit, Study
 from testkit.databases import session_for
-from testkit.studies import import_study
+from testkit.studies import attach_lab_texts, import_study
 from tests.fixtures.mturk import make_client
 
 PAGE = "https://study.example.org/hit/ours-fc"
@@ -163,6 +163,7 @@ def test_not_enough_money_is_refused_before_any_hit_exists(
 def test_the_live_marketplace_needs_the_cost_confirmed_and_screens_workers(
     database_url, four_slot_study, fake_mturk, mturk_settings
 ):
+    attach_lab_texts(database_url, "ours-fc")
     live = make_client(fake_mturk, mturk_settings, sandbox=False).client
     shown = []
     with pytest.raises(PublishDeclined):
@@ -193,7 +194,7 @@ def test_workers_who_took_part_are_excluded_from_the_studys_other_hits(
     study = session.scalar(select(Study))
     session.close()
     fake_mturk.fake.accept(hits[0], "AWORKER1")
-    qualification = client.find_qualification_type(exclusion_qualification_name(study))
+    qualification = client.find_qualification_type(study_qualification_name(study))
     client.grant_qualification(qualification, "AWORKER1")  # what `mturk sync` does for participants
     with pytest.raises(Exception, match="does not meet qualification"):
         fake_mturk.fake.accept(hits[1], "AWORKER1")

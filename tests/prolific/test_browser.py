@@ -13,7 +13,7 @@ from sqlalchemy import select
 from markets.prolific.cli import main as prolific
 from study_server.db.models import Label, ProlificStudy
 from testkit.databases import session_for
-from testkit.studies import import_study
+from testkit.studies import attach_lab_texts, import_study
 from tests.fixtures.prolific import participant, prolific_cli_settings, prolific_server_settings
 from tests.server.test_browser import browser  # noqa: F401 (the module-scoped Chromium)
 
@@ -30,6 +30,7 @@ def test_a_participant_labels_and_is_sent_back_to_prolific_with_the_code(
 ):
     url = sqlite_database_url
     import_study(url, small_bundle, items_per_assignment=5)
+    attach_lab_texts(url, "ours-fc")
     server = live_server_factory(prolific_server_settings(url, fake_prolific))
     argv = ["publish", "--study", "ours-fc", "--url", server.url, "--confirm-cost", "4.00"]
     assert prolific(argv, prolific_cli_settings(url, fake_prolific)) == 0
@@ -44,12 +45,20 @@ def test_a_participant_labels_and_is_sent_back_to_prolific_with_the_code(
     )
     page.goto(f"{fake_prolific.url}/_participant/take?{query}")
     assert page.url.startswith(f"{server.url}/prolific/ours-fc?PROLIFIC_PID={participant(5)}")
+    page.locator("#agree").click()
     page.locator("#start:enabled").wait_for()
     page.keyboard.press("Enter")
     for key in "31415":
         page.keyboard.press(key)
     page.locator("#review").wait_for(state="visible")
     page.keyboard.press("Enter")
+    page.locator("#debrief-text").wait_for(state="visible")  # before the code, the debrief
+    assert "The images were changed" in page.locator("#debrief-text").inner_text()  # the lab's
+    assert published.completion_code not in page.content()
+    assert fake_prolific.fake.list_submissions(published.prolific_study_id)[0]["status"] == (
+        "ACTIVE"
+    )
+    page.locator("#debrief-continue").click()
     page.wait_for_url(f"{fake_prolific.completion_url}?cc={published.completion_code}")
     assert "awaiting review" in page.content()
     page.screenshot(path=str(tmp_path / "completed.png"))

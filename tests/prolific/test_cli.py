@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from markets.prolific.cli import main as prolific
 from study_server.db.models import Event, ProlificStudy
 from testkit.databases import session_for
-from testkit.studies import import_study
+from testkit.studies import attach_lab_texts, import_study
 from tests.fixtures.prolific import participant, prolific_cli_settings
 
 REASON = "x" * 120
@@ -20,6 +20,7 @@ REASON = "x" * 120
 @pytest.fixture
 def study_db(sqlite_database_url, make_bundle):
     import_study(sqlite_database_url, make_bundle(n_adversarial=20), items_per_assignment=5)
+    attach_lab_texts(sqlite_database_url, "ours-fc")  # Prolific is always live
     return sqlite_database_url  # 4 assignments: 4 places, £4.00 + £1.33 = £5.33
 
 

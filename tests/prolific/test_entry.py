@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from study_server import prolific_entry
 from study_server.db.models import Allocation, Event, ProlificSession
 from testkit.databases import session_for
-from testkit.studies import import_study
-from tests.fixtures.prolific import participant, register_prolific_study
+from testkit.studies import import_study, make_experiment
+from tests.fixtures.prolific import participant, prolific_accept, register_prolific_study
 
 STUDY = "6650aaaaaaaaaaaaaaaaaaaa"
 SESSION = "6650bbbbbbbbbbbbbbbbbb01"
@@ -104,17 +103,15 @@ def test_a_participant_id_that_does_not_match_its_session_is_refused_and_nothing
     live_server, prolific_study, database_url
 ):
     with live_server.client() as web:
-        first = web.post("/api/prolific/ours-fc/accept", json=_ids(1))
+        first = prolific_accept(web, "ours-fc", _ids(1))
         assert first.status_code == 200 and first.json()["outcome"] == "allocated"
         before = _counts(database_url)
-        other_session = web.post(
-            "/api/prolific/ours-fc/accept", json=_ids(1, session="6650bbbbbbbbbbbbbbbbbb02")
-        )
+        other_session = prolific_accept(web, "ours-fc", _ids(1, session="6650bbbbbbbbbbbbbbbbbb02"))
         assert other_session.status_code == 403
         assert (
             "does not match SESSION_ID 6650bbbbbbbbbbbbbbbbbb02" in other_session.json()["detail"]
         )
-        stolen_session = web.post("/api/prolific/ours-fc/accept", json=_ids(2))
+        stolen_session = prolific_accept(web, "ours-fc", _ids(2))
         assert stolen_session.status_code == 403
         assert "belongs to another participant" in stolen_session.json()["detail"]
         # Taking over the labels of participant 1 with another session does not work either.
@@ -132,7 +129,7 @@ def test_a_participant_id_that_does_not_match_its_session_is_refused_and_nothing
 
 def test_malformed_ids_in_the_api_are_422_naming_the_field(live_server, prolific_study):
     with live_server.client() as web:
-        bad = web.post("/api/prolific/ours-fc/accept", json={**_ids(1), "session_id": "x" * 24})
+        bad = prolific_accept(web, "ours-fc", {**_ids(1), "session_id": "x" * 24})
     assert bad.status_code == 422 and "session_id" in bad.text
 
 
@@ -140,52 +137,47 @@ def test_the_completion_url_only_after_stored_labels_and_again_on_reload(
     live_server, prolific_study
 ):
     with live_server.client() as web:
-        accepted = web.post("/api/prolific/ours-fc/accept", json=_ids(1)).json()
+        accepted = prolific_accept(web, "ours-fc", _ids(1)).json()
         early = web.post("/api/prolific/ours-fc/complete", json=_ids(1))
         assert early.status_code == 403 and "no labels are stored" in early.json()["detail"]
         stranger = web.post(
             "/api/prolific/ours-fc/complete", json=_ids(2, session=SESSION[:-1] + "9")
         )
         assert stranger.status_code == 403 and "has no assignment here" in stranger.json()["detail"]
-        again = web.post("/api/prolific/ours-fc/accept", json=_ids(1)).json()
+        again = prolific_accept(web, "ours-fc", _ids(1)).json()
         assert (again["outcome"], again["assignment"]) == ("resumed", accepted["assignment"])
         stored = web.post(accepted["submit_url"], json={**_ids(1), "labels": _labels(accepted)})
-        assert stored.json() == {"status": "stored", "labels": accepted["num_items"]}
+        assert (stored.json()["status"], stored.json()["labels"]) == (
+            "stored",
+            accepted["num_items"],
+        )
         done = web.post("/api/prolific/ours-fc/complete", json=_ids(1))
         assert done.json() == {
             "completion_url": f"https://app.prolific.com/submissions/complete?cc={CODE}"
         }
-        reload = web.post("/api/prolific/ours-fc/accept", json=_ids(1)).json()
+        reload = prolific_accept(web, "ours-fc", _ids(1)).json()
         assert reload["outcome"] == "submitted" and reload["item_urls"] == []
         # Nobody gets a second assignment of the study, with this session or another.
-        assert web.post("/api/prolific/ours-fc/accept", json=_ids(1)).json()["outcome"] == (
-            "submitted"
-        )
+        assert prolific_accept(web, "ours-fc", _ids(1)).json()["outcome"] == ("submitted")
 
 
 def test_a_participant_of_a_sibling_study_is_refused_by_the_server(
-    live_server, prolific_study, database_url, make_bundle, monkeypatch
+    live_server, prolific_study, database_url, make_bundle
 ):
-    """The experiment hook: once `sibling_study_ids` names another study, its participants
-    are refused here whatever Prolific's filters let through."""
+    """Studies of one experiment: a participant of one is refused by the others whatever
+    Prolific's filters let through, before their session is bound."""
     other = import_study(database_url, make_bundle(n_adversarial=5, seed=3), slug="mm-fc")
     other_study = "6650cccccccccccccccccccc"
     register_prolific_study(database_url, other.slug, prolific_study_id=other_study)
-    monkeypatch.setattr(
-        prolific_entry,
-        "sibling_study_ids",
-        lambda session, study_id: sorted({study_id, other.study_id, prolific_study.study_id}),
-    )
+    make_experiment(database_url, "mnist-2018", [other.slug, prolific_study.slug])
     with live_server.client() as web:
-        took = web.post(
-            "/api/prolific/mm-fc/accept",
-            json=_ids(1, session="6650bbbbbbbbbbbbbbbbbb07", study=other_study),
+        took = prolific_accept(
+            web, "mm-fc", _ids(1, session="6650bbbbbbbbbbbbbbbbbb07", study=other_study)
         )
         assert took.status_code == 200
-        refused = web.post("/api/prolific/ours-fc/accept", json=_ids(1))
+        bound = _counts(database_url)
+        refused = prolific_accept(web, "ours-fc", _ids(1))
         assert refused.status_code == 409
         assert "took part in another study of this experiment" in refused.json()["detail"]
-        assert (
-            web.post("/api/prolific/ours-fc/accept", json=_ids(2, session=SESSION)).status_code
-            == 200
-        )
+        assert _counts(database_url)[:2] == bound[:2]  # no session bound, nothing allocated
+        assert prolific_accept(web, "ours-fc", _ids(2, session=SESSION)).status_code == 200

@@ -29,7 +29,7 @@ from study_server.db.models import (
     Worker,
 )
 from testkit.databases import session_for
-from testkit.studies import import_study
+from testkit.studies import NO_ATTENTION_POLICY, attach_lab_texts, import_study
 from tests.fixtures.mturk import records_by_image
 from tests.fixtures.prolific import (
     open_study,
@@ -99,7 +99,10 @@ def test_publish_take_part_sync_approve_reject_bonus_and_analyse(
 ):
     fake = fake_prolific
     bundle = make_bundle(n_adversarial=20, n_catch=4)
-    import_study(database_url, bundle, items_per_assignment=5)  # 4 assignments
+    # Counted by hand here, all of it: no attention policy (its effect is tested in
+    # test_experiment_lifecycle.py and tests/analysis).
+    import_study(database_url, bundle, items_per_assignment=5, protocol=NO_ATTENTION_POLICY)
+    attach_lab_texts(database_url, "ours-fc")
     server = live_server_factory(prolific_server_settings(database_url, fake))
     settings = prolific_cli_settings(database_url, fake)
     before = fake.fake.balance(fake.workspace_id)["available_balance"]

@@ -22,7 +22,7 @@ from study_server.db.access import study_sessions
 from study_server.db.models import ProlificStudy, ProlificSubmission, Study
 from study_server.db.store import utc_now
 from testkit.databases import session_for
-from testkit.studies import import_study
+from testkit.studies import attach_lab_texts, import_study, make_experiment
 from tests.fixtures.prolific import make_client, participant, register_prolific_study, settings_on
 
 URL = "https://study.example.org"
@@ -40,6 +40,7 @@ def _publish(database_url, fake, *, confirm=lambda plan: True, settings=None, ur
             public_url=url,
             allocation_timeout_s=kw.get("timeout", 20 * 60),
             confirm=confirm,
+            allow_unedited_texts=kw.get("allow_unedited_texts", True),
         )
 
 
@@ -178,11 +179,20 @@ def test_the_study_page_must_be_https_except_on_loopback(database_url, study, fa
     assert result.page_url.startswith("http://127.0.0.1:8000/prolific/ours-fc?PROLIFIC_PID=")
 
 
+def test_a_study_whose_texts_hold_placeholders_is_refused(database_url, study, fake_prolific):
+    """Prolific has no sandbox: the lab's own texts, or an explicit override."""
+    with pytest.raises(publishing.UneditedTexts, match="consent version 1 .*11 \\[EDIT"):
+        _publish(database_url, fake_prolific, allow_unedited_texts=False)
+    assert _rows(database_url) == [] and fake_prolific.fake.list_studies() == []
+    attach_lab_texts(database_url, study.slug)
+    assert _publish(database_url, fake_prolific, allow_unedited_texts=False).created
+
+
 def test_participants_of_sibling_studies_are_excluded_through_prolifics_filters(
-    database_url, study, make_bundle, fake_prolific, monkeypatch
+    database_url, study, make_bundle, fake_prolific
 ):
-    """The experiment hook: once `sibling_study_ids` names other studies, their Prolific
-    studies are blocklisted and their participants put in the exclusion group."""
+    """Studies of one experiment: the sibling's Prolific study is blocklisted, its
+    participants are put in the experiment's exclusion group, which this study blocklists."""
     fake = fake_prolific.fake
     sibling = import_study(database_url, make_bundle(n_adversarial=5, seed=7), slug="mm-fc")
     # The sibling ran on Prolific before; someone took part in it.
@@ -216,14 +226,9 @@ def test_participants_of_sibling_studies_are_excluded_through_prolifics_filters(
             )
         )
         session.commit()
-        sibling_id = session.scalar(
-            select(ProlificStudy.study_id).where(ProlificStudy.prolific_study_id == other["id"])
-        )
     finally:
         session.close()
-    monkeypatch.setattr(
-        publishing, "sibling_study_ids", lambda session, study_id: [sibling_id, study_id]
-    )
+    make_experiment(database_url, "mnist-2018", [sibling.slug, study.slug])
     result = _publish(database_url, fake_prolific)
     filters = {
         f["filter_id"]: f["selected_values"]
@@ -234,5 +239,7 @@ def test_participants_of_sibling_studies_are_excluded_through_prolifics_filters(
         "previous_studies_blocklist": [other["id"]],
     }
     assert fake.group_members(result.group_id) == {participant(7)}
+    (group,) = [g for g in fake.list_groups(None) if g["id"] == result.group_id]
+    assert group["name"].startswith("advcritic experiment mnist-2018 ")
     with pytest.raises(Exception, match="not eligible"):
         fake.start(result.prolific_study_id, participant(7))

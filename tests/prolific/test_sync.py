@@ -18,6 +18,7 @@ from study_server.db.models import Allocation, AllocationStatus, Assignment
 from testkit.databases import session_for
 from tests.fixtures.prolific import (
     participant,
+    prolific_accept,
     take_part,
 )
 
@@ -130,12 +131,12 @@ def test_a_forged_participant_holding_an_assignment_is_released_and_kept_out(
     url, server, settings, study_id, _ = prolific_running
     ids = {"participant_id": participant(66), "study_id": study_id, "session_id": "e" * 24}
     with server.client() as web:
-        held = web.post("/api/prolific/ours-fc/accept", json=ids)
+        held = prolific_accept(web, "ours-fc", ids)
         assert held.status_code == 200
         assert prolific(["sync", "--study", "ours-fc"], settings) == 0
         assert "returned to the pool: 1 assignment(s)" in capsys.readouterr().out
         assert _assignments(url)[held.json()["assignment"]] == "available"
-        again = web.post("/api/prolific/ours-fc/accept", json=ids)
+        again = prolific_accept(web, "ours-fc", ids)
         assert again.status_code == 403 and "not confirmed by Prolific" in again.json()["detail"]
         late = web.post(
             held.json()["submit_url"],

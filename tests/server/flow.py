@@ -9,9 +9,24 @@ import httpx
 from testkit.servers import MTURK_TEST_SUBMIT_HOST
 
 
+def consent_sha256(client: httpx.Client, slug: str) -> str:
+    """The SHA-256 of the study's consent text: what the page sends once the person agreed."""
+    answer = client.get(f"/api/studies/{slug}/consent")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["sha256"]
+
+
 def mturk_accept(
-    client: httpx.Client, slug: str, *, worker: str, assignment: str, hit: str = "HIT0"
+    client: httpx.Client,
+    slug: str,
+    *,
+    worker: str,
+    assignment: str,
+    hit: str = "HIT0",
+    consent: str | None = None,
 ) -> httpx.Response:
+    """An MTurk worker who agreed to the consent text (`consent`: its SHA-256, else the
+    study's current one)."""
     body = {
         "worker_id": worker,
         "mturk": {
@@ -19,13 +34,17 @@ def mturk_accept(
             "hit_id": hit,
             "turk_submit_to": MTURK_TEST_SUBMIT_HOST,
         },
+        "consent_sha256": consent or consent_sha256(client, slug),
     }
     return client.post(f"/api/studies/{slug}/accept", json=body)
 
 
-def lab_accept(client: httpx.Client, slug: str, *, code: str) -> httpx.Response:
+def lab_accept(
+    client: httpx.Client, slug: str, *, code: str, consent: str | None = None
+) -> httpx.Response:
     """A lab participant with an invitation code (testkit.studies.invite mints them)."""
-    return client.post(f"/api/studies/{slug}/accept", json={"code": code})
+    body = {"code": code, "consent_sha256": consent or consent_sha256(client, slug)}
+    return client.post(f"/api/studies/{slug}/accept", json=body)
 
 
 def _who(worker: str | None, mturk_assignment: str | None, code: str | None) -> dict[str, Any]:

@@ -56,6 +56,7 @@ def test_progress_and_exports_match_what_was_labeled(live_server, study):
     assert progress["allocations"] == {"active": 1, "submitted": 2, "expired": 0}
     assert progress["verification"] == {"unverified": 1, "invited": 1}
     assert (progress["labels"], progress["workers"], progress["stimuli"]) == (10, 3, 15)
+    assert progress["attention"] == {"not_applicable": 2} and progress["experiment"] is None
     rows = list(csv.DictReader(io.StringIO(exported_csv.text)))
     assert exported_csv.headers["content-type"].startswith("text/csv")
     assert tuple(rows[0]) == EXPORT_COLUMNS and len(rows) == 10

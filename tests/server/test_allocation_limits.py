@@ -19,10 +19,11 @@ Clients get their own loopback source addresses (127.0.x.y), as many people woul
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ from study_server.db.models import Allocation, AllocationStatus, Event, MTurkHit
 from testkit.databases import session_for
 from testkit.servers import MTURK_TEST_SUBMIT_HOST, make_settings, serve_process
 from testkit.studies import import_study, invite, register_hits
+from tests.server.flow import consent_sha256, lab_accept
 
 
 def client_from(url: str, address: str) -> httpx.Client:
@@ -52,8 +54,16 @@ def claim(client: httpx.Client, slug: str, worker: str, hit: str, assignment: st
                 "hit_id": hit,
                 "turk_submit_to": MTURK_TEST_SUBMIT_HOST,
             },
+            "consent_sha256": _consent(str(client.base_url), slug),
         },
     )
+
+
+@functools.cache
+def _consent(url: str, slug: str) -> str:
+    """Read by the host (never limited), once: only the claims count against an address."""
+    with httpx.Client(base_url=url) as host:
+        return consent_sha256(host, slug)
 
 
 def _limits(**values: Any) -> dict[str, Any]:
@@ -105,7 +115,7 @@ def test_a_lab_behind_one_nat_address_is_not_stopped(database_url, study_of, liv
     codes = invite(database_url, study.slug, 6)
     server = live_server_factory(make_settings(database_url, limits=_limits(holds_per_address=2)))
     with client_from(server.url, "127.0.0.4") as lab:  # everyone shares the lab's address
-        answers = [lab.post(f"/api/studies/{study.slug}/accept", json={"code": c}) for c in codes]
+        answers = [lab_accept(lab, study.slug, code=c) for c in codes]
     assert [a.status_code for a in answers] == [200] * 6
     assert len({a.json()["assignment"] for a in answers}) == 6
 
@@ -150,7 +160,7 @@ def test_a_hold_never_outlasts_the_hits_assignment_duration(
     with server.client() as client:
         short = claim(client, study.slug, "W0", "HIT0").json()
         usual = claim(client, study.slug, "W1", "HIT1").json()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert datetime.fromisoformat(short["expires_at"]) - now <= timedelta(seconds=300)
     assert datetime.fromisoformat(usual["expires_at"]) - now > timedelta(minutes=19)
 

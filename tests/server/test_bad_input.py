@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from study_server.db.models import Allocation, Event, Label, Worker
 from testkit.databases import session_for
-from tests.server.flow import mturk_accept, submit
+from tests.server.flow import consent_sha256, mturk_accept, submit
 
 INJECTIONS = [
     "'; DROP TABLE labels; --",
@@ -253,7 +253,10 @@ def _check_injection(live_server, study, evil: str) -> None:
         api = [
             mturk_accept(client, study.slug, worker=evil, assignment="A1"),
             mturk_accept(client, study.slug, worker="W1", assignment=evil),
-            client.post(f"/api/studies/{study.slug}/accept", json={"code": evil}),
+            client.post(
+                f"/api/studies/{study.slug}/accept",
+                json={"code": evil, "consent_sha256": consent_sha256(client, study.slug)},
+            ),
         ]
         unknown_study = client.get(
             "/hit/" + evil.replace("/", ""), params={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"}
@@ -272,7 +275,9 @@ def test_unknown_hits_studies_and_submit_hosts(live_server, study):
         unknown_hit = mturk_accept(
             client, study.slug, worker="W1", assignment="A1", hit="HIT-NOT-OURS"
         )
-        unknown_study = mturk_accept(client, "no-such-study", worker="W1", assignment="A1")
+        unknown_study = mturk_accept(
+            client, "no-such-study", worker="W1", assignment="A1", consent="0" * 64
+        )
         bad_host = client.post(
             f"/api/studies/{study.slug}/accept",
             json={
@@ -282,6 +287,7 @@ def test_unknown_hits_studies_and_submit_hosts(live_server, study):
                     "hit_id": "HIT0",
                     "turk_submit_to": "https://evil.example",
                 },
+                "consent_sha256": consent_sha256(client, study.slug),
             },
         )
         page = client.get(

@@ -1,9 +1,11 @@
 """A person's view: Debian's Chromium (headless, via Playwright) labels a whole assignment.
 
 The HIT page runs inside an iframe of a stand-in MTurk page on another loopback origin,
-as on MTurk: the labels go in by keyboard (with one correction through Back), the server
-stores them, and only then does the page post to `{turkSubmitTo}/mturk/externalSubmit`,
-which the stand-in records. A page on an origin not in frame-ancestors cannot frame it.
+as on MTurk: the consent text comes first and nothing is allocated before "I agree"; the
+labels go in by keyboard (with one correction through Back), the server stores them, the
+debrief is shown, and only then does the page post to `{turkSubmitTo}/mturk/externalSubmit`,
+which the stand-in records. Declining stores nothing but the refusal; the preview shows the
+consent text. A page on an origin not in frame-ancestors cannot frame it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from study_server.db.models import Allocation, AllocationStatus, Label, LabelDraft
+from study_server.db.models import Allocation, AllocationStatus, Event, Label, LabelDraft, Worker
 from testkit.databases import session_for
 from testkit.servers import make_settings
-from testkit.studies import import_study, invite
+from testkit.studies import attach_texts, consent_sha256, import_study, invite, register_hits
 from tests.server.browser import FakeMTurk, browser, run_fake_mturk, wait_for, watch
 
 pytestmark = pytest.mark.browser
@@ -29,7 +31,17 @@ def fake_mturk() -> Iterator[FakeMTurk]:
     yield from run_fake_mturk()
 
 
-def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
+@pytest.fixture
+def study_in(small_bundle):
+    def make(url):
+        study = import_study(url, small_bundle, items_per_assignment=5)
+        register_hits(url, study.slug, ["HIT0"])
+        return study
+
+    return make
+
+
+def test_consent_then_labels_by_keyboard_then_debrief_then_mturk_inside_its_iframe(
     browser, database_url, study, fake_mturk, live_server_factory, tmp_path
 ):
     settings = make_settings(
@@ -37,18 +49,17 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
     )
     fake_mturk.on_submit = lambda: _label_count(database_url)
     server = live_server_factory(settings)
-    hit = f"{server.url}/hit/{study.slug}?" + urllib.parse.urlencode(
-        {
-            "assignmentId": "ASSIGN-B1",
-            "hitId": "HIT1",
-            "workerId": "WORKER-B1",
-            "turkSubmitTo": fake_mturk.origin,
-        }
-    )
     page = browser.new_page()
     problems = watch(page)
-    page.goto(f"{fake_mturk.origin}/frame?src={urllib.parse.quote(hit, safe='')}")
+    page.goto(framed_hit(fake_mturk, server.url, study.slug, "ASSIGN-B1", "HIT1", "WORKER-B1"))
     frame = page.frame_locator("#hit")
+    consent = frame.locator("#consent-text")
+    consent.wait_for(state="visible")
+    assert "Consent to take part" in consent.inner_text()
+    assert frame.locator("#start").is_hidden()
+    page.screenshot(path=str(tmp_path / "consent.png"))
+    assert _allocations(database_url) == []  # reading the consent text allocates nothing
+    frame.locator("#agree").click()
     start = frame.locator("#start")
     start.wait_for(state="visible")
     frame.locator("#start:enabled").click()
@@ -74,11 +85,22 @@ def test_a_worker_labels_a_whole_assignment_by_keyboard_inside_mturks_iframe(
     frame.locator("#review").wait_for(state="visible")
     page.screenshot(path=str(tmp_path / "review.png"))
     page.keyboard.press("Enter")
+    debrief = frame.locator("#debrief-text")
+    debrief.wait_for(state="visible")
+    assert "about this study" in debrief.inner_text()
+    assert (
+        _label_count(database_url) == 5 and fake_mturk.submissions == []
+    )  # stored, not handed off
+    page.screenshot(path=str(tmp_path / "debrief.png"))
+    frame.locator("#debrief-continue").click()
     wait_for(lambda: fake_mturk.submissions, page)
     assert fake_mturk.submissions == [{"assignmentId": ["ASSIGN-B1"], "labelsStored": ["true"]}]
     assert fake_mturk.seen_at_submit == [5]  # the labels were stored before MTurk heard of it
     problems.assert_clean()
     page.close()
+    ((consent_sha, consented_at, debrief_id, debriefed_at),) = _allocations(database_url)
+    assert consent_sha == consent_sha256(database_url, study.slug)
+    assert consented_at is not None and debrief_id is not None and debriefed_at is not None
     session = session_for(database_url)
     try:
         labels = [
@@ -108,11 +130,17 @@ def test_a_lab_participant_with_a_printed_code_needs_only_the_keyboard(
     page.goto(f"{server.url}/lab/{study.slug}")
     page.keyboard.type(code.lower().replace("-", " "))  # typed as it comes, read all the same
     page.keyboard.press("Enter")
+    page.locator("#consent-text").wait_for(state="visible")
+    _tab_to(page, "agree")
+    page.keyboard.press("Enter")
     page.locator("#start:enabled").wait_for()
     page.keyboard.press("Enter")
     for key in "02468":
         page.keyboard.press(key)
     page.locator("#review").wait_for(state="visible")
+    page.keyboard.press("Enter")
+    page.locator("#debrief-text").wait_for(state="visible")
+    _tab_to(page, "debrief-continue")
     page.keyboard.press("Enter")
     page.locator("#done").wait_for(state="visible")
     assert "saved" in page.locator("#done-text").inner_text()
@@ -170,6 +198,7 @@ def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factor
     page = browser.new_page()
     problems = watch(page)
     page.goto(f"{server.url}/lab/{study.slug}?code={code}")
+    page.locator("#agree").click()
     page.locator("#start:enabled").click()
     typed = "3141592653"
     for key in typed:
@@ -178,6 +207,7 @@ def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factor
     wait_for(lambda: _drafts(sqlite_database_url)[0] == 10, page)
     _, before = _drafts(sqlite_database_url)
     page.reload()
+    page.locator("#agree").click()  # the consent text again, then where the person was
     start = page.locator("#start:enabled")
     start.wait_for()
     assert start.inner_text() == "Continue with image 11"
@@ -191,6 +221,7 @@ def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factor
     page.keyboard.press("8")
     page.locator("#review").wait_for(state="visible")
     page.keyboard.press("Enter")
+    page.locator("#debrief-continue").click()
     page.locator("#done").wait_for(state="visible")
     problems.assert_clean()
     page.close()
@@ -209,6 +240,129 @@ def test_a_reload_loses_nothing(browser, sqlite_database_url, live_server_factor
         assert session.scalar(select(Allocation.status)) == AllocationStatus.submitted
     finally:
         session.close()
+
+
+def framed_hit(
+    fake_mturk: FakeMTurk, server_url: str, slug: str, assignment: str, hit: str, worker: str
+) -> str:
+    """The stand-in MTurk page framing the HIT page with MTurk's parameters."""
+    page = f"{server_url}/hit/{slug}?" + urllib.parse.urlencode(
+        {
+            "assignmentId": assignment,
+            "hitId": hit,
+            "workerId": worker,
+            "turkSubmitTo": fake_mturk.origin,
+        }
+    )
+    return f"{fake_mturk.origin}/frame?src={urllib.parse.quote(page, safe='')}"
+
+
+def _tab_to(page, element_id: str) -> None:
+    """Press Tab until the element has the focus, as a keyboard user does."""
+    for _ in range(20):
+        if page.evaluate("() => document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+def _allocations(url: str) -> list[tuple]:
+    session = session_for(url)
+    try:
+        return [
+            tuple(row)
+            for row in session.execute(
+                select(
+                    Allocation.consent_sha256,
+                    Allocation.consented_at,
+                    Allocation.debrief_text_id,
+                    Allocation.debriefed_at,
+                )
+            )
+        ]
+    finally:
+        session.close()
+
+
+def test_declining_ends_politely_and_stores_only_the_refusal(
+    browser, sqlite_database_url, study_in, fake_mturk, live_server_factory
+):
+    url = sqlite_database_url
+    study = study_in(url)
+    settings = make_settings(
+        url, frame_ancestors=[fake_mturk.origin], turk_submit_hosts=[fake_mturk.origin]
+    )
+    server = live_server_factory(settings)
+    page = browser.new_page()
+    problems = watch(page)
+    page.goto(framed_hit(fake_mturk, server.url, study.slug, "ASSIGN-NO", "HIT0", "WORKER-NO"))
+    frame = page.frame_locator("#hit")
+    frame.locator("#decline").click()
+    frame.locator("#declined").wait_for(state="visible")
+    assert "return this HIT" in frame.locator("#declined-text").inner_text()
+    assert frame.locator("#stimulus").get_attribute("src") is None  # no image was ever asked for
+    problems.assert_clean()
+    page.close()
+    assert fake_mturk.submissions == []
+    session = session_for(url)
+    try:
+        assert session.scalar(select(func.count()).select_from(Allocation)) == 0
+        assert session.scalar(select(func.count()).select_from(Worker)) == 0
+        (declined,) = session.scalars(select(Event).where(Event.kind == "consent_declined"))
+        assert declined.worker_external_id is None and declined.detail["source"] == "mturk"
+        assert declined.detail["was_current"] is True
+    finally:
+        session.close()
+
+
+def test_the_preview_shows_the_consent_text_before_the_hit_is_accepted(
+    browser, sqlite_database_url, study_in, fake_mturk, live_server_factory
+):
+    url = sqlite_database_url
+    study = study_in(url)
+    server = live_server_factory(make_settings(url, frame_ancestors=[fake_mturk.origin]))
+    preview = f"{server.url}/hit/{study.slug}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=HIT0"
+    page = browser.new_page()
+    problems = watch(page)
+    page.goto(f"{fake_mturk.origin}/frame?src={urllib.parse.quote(preview, safe='')}")
+    frame = page.frame_locator("#hit")
+    text = frame.locator("#consent-text")
+    text.wait_for(state="visible")
+    assert "Consent to take part" in text.inner_text() and "[EDIT:" in text.inner_text()
+    assert "Accept the HIT to begin" in frame.locator("main").inner_text()
+    problems.assert_clean()
+    page.close()
+    session = session_for(url)
+    try:
+        assert session.scalar(select(func.count()).select_from(Allocation)) == 0
+    finally:
+        session.close()
+
+
+def test_agreeing_to_a_consent_text_replaced_meanwhile_is_refused_and_says_to_reload(
+    browser, sqlite_database_url, study_in, live_server_factory, tmp_path
+):
+    url = sqlite_database_url
+    study = study_in(url)
+    (code,) = invite(url, study.slug)
+    server = live_server_factory(make_settings(url))
+    page = browser.new_page()
+    problems = watch(page, r"HTTP 409: POST .*/accept", r"status of 409")
+    page.goto(f"{server.url}/lab/{study.slug}?code={code}")
+    page.locator("#consent-text").wait_for(state="visible")
+    new_text = tmp_path / "consent.md"
+    new_text.write_text("# Consent, version 2\n\nThe lab's own words.\n", encoding="utf-8")
+    attach_texts(url, study.slug, consent=new_text)
+    page.locator("#agree").click()
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert "reload the page" in error.inner_text()
+    page.reload()  # the refusal made the server drop the old text at once
+    assert "version 2" in page.locator("#consent-text").inner_text()
+    page.locator("#agree").click()
+    page.locator("#start:enabled").wait_for()
+    problems.assert_clean()
+    page.close()
 
 
 def _drafts(url: str) -> tuple[int, list[tuple[int, int, int]]]:

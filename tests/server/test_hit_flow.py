@@ -20,7 +20,7 @@ from study_server.invitations import find_invite
 from study_server.operations import Claimant, WorkerRef, accept
 from testkit.databases import session_for
 from testkit.servers import MTURK_TEST_SUBMIT_HOST
-from testkit.studies import import_study, invite
+from testkit.studies import consent_sha256, import_study, invite
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 
@@ -113,7 +113,8 @@ def test_a_worker_labels_a_whole_assignment_over_mturk(live_server, study):
         stored = submit(
             client, accepted, worker="W1", mturk_assignment="A1", labels=[3, 1, 4, 1, 5]
         )
-        assert stored.json() == {"status": "stored", "labels": 5}
+        assert (stored.json()["status"], stored.json()["labels"]) == ("stored", 5)
+        assert "Thank you" in stored.json()["debrief"]["html"]  # the debrief comes with it
         retry = submit(client, accepted, worker="W1", mturk_assignment="A1", labels=[3, 1, 4, 1, 5])
         assert retry.status_code == 200 and retry.json()["status"] == "already_submitted"
         reload = mturk_accept(client, study.slug, worker="W1", assignment="A1").json()
@@ -181,6 +182,7 @@ def test_an_abandoned_allocation_times_out_and_goes_back_to_the_pool(database_ur
     now = datetime.now(timezone.utc)
     timeout = timedelta(minutes=20)
     codes = dict(zip(["p0", "p1", "p2", "p-late"], invite(database_url, study.slug, 4)))
+    consent = consent_sha256(database_url, study.slug)
 
     def take(participant: str, at: datetime):
         session = session_for(database_url)
@@ -191,6 +193,7 @@ def test_an_abandoned_allocation_times_out_and_goes_back_to_the_pool(database_ur
                 session=session,
                 study_slug=study.slug,
                 claimant=Claimant(WorkerRef.of_invite(found)),
+                consent_sha256=consent,
                 now=at,
                 policy=AllocationPolicy(timeout=timeout),
                 invite=found,

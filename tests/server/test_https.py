@@ -31,6 +31,7 @@ from testkit.databases import session_for
 from testkit.servers import free_port, serve_process
 from testkit.studies import import_study, register_hits
 from tests.server.browser import FakeMTurk, browser, run_fake_mturk, wait_for, watch
+from tests.server.flow import consent_sha256
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,11 +233,13 @@ def test_a_whole_hit_over_https_through_caddy_in_chromium(
         problems = watch(page)
         page.goto(f"{https_mturk.origin}/frame?src={urllib.parse.quote(hit, safe='')}")
         frame = page.frame_locator("#hit")
+        frame.locator("#agree").click()
         frame.locator("#start:enabled").click()
         for key in "27182":
             page.keyboard.press(key)
         frame.locator("#review").wait_for(state="visible")
         page.keyboard.press("Enter")
+        frame.locator("#debrief-continue").click()
         wait_for(lambda: https_mturk.submissions, page)
         problems.assert_clean()
         context.close()
@@ -304,6 +307,7 @@ def _accept(client: httpx.Client, slug: str, worker: str, assignment: str, hit: 
                 "hit_id": hit,
                 "turk_submit_to": "https://workersandbox.mturk.com",
             },
+            "consent_sha256": consent_sha256(client, slug),
         },
     )
 

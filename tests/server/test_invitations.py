@@ -13,7 +13,7 @@ from study_server.invitations import code_sha256, normalize
 from testkit.databases import session_for
 from testkit.servers import make_settings
 from testkit.studies import invite
-from tests.server.flow import lab_accept, submit
+from tests.server.flow import consent_sha256, lab_accept, submit
 
 LINK = re.compile(
     r"^http://127\.0\.0\.1:8000/lab/ours-fc\?code=([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})$"
@@ -69,7 +69,10 @@ def test_unknown_and_spent_codes_are_refused_with_a_reason_and_nothing_stored(
             api = lab_accept(client, study.slug, code=bad)
             assert page.status_code == 403 and "not valid" in page.text
             assert api.status_code == 403 and "not valid" in api.json()["detail"]
-        typed = client.post(f"/api/studies/{study.slug}/accept", json={"worker_id": "lab-007"})
+        typed = client.post(
+            f"/api/studies/{study.slug}/accept",
+            json={"worker_id": "lab-007", "consent_sha256": consent_sha256(client, study.slug)},
+        )
         assert typed.status_code == 422 and "`code`" in typed.text  # no code a visitor makes up
         assert _counts(database_url) == before
         accepted = lab_accept(client, study.slug, code=code).json()

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from markets.flow import FlowError
+from markets.flow import FlowError, agreed_consent
 from markets.flow import expect_ok as _ok
 
 
@@ -35,7 +35,8 @@ class HitWork:
 def open_assignment(
     study_server: httpx.Client, page_url: str
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """What the HIT page does on load: read MTurk's query parameters, accept through the API.
+    """What the HIT page does on load: read MTurk's query parameters, show the consent text,
+    and once the worker agreed, accept through the API.
 
     `page_url` may be absolute (as MTurk frames it); it is opened on `study_server`.
     """
@@ -52,6 +53,7 @@ def open_assignment(
                 "hit_id": params["hitId"],
                 "turk_submit_to": params["turkSubmitTo"],
             },
+            "consent_sha256": agreed_consent(study_server, slug),
         },
     )
     return params, _ok("accept", accepted).json()

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from markets.flow import FlowError
+from markets.flow import FlowError, agreed_consent
 from markets.flow import expect_ok as _ok
 
 
@@ -34,7 +34,8 @@ class Participation:
 
 
 def open_study(web: httpx.Client, url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """What the study page does on load: read Prolific's parameters, accept through the API."""
+    """What the study page does on load: read Prolific's parameters, show the consent text,
+    and once the participant agreed, accept through the API."""
     parts = urlsplit(url)
     params = {key: values[0] for key, values in parse_qs(parts.query).items()}
     _ok("study page", web.get(f"{parts.path}?{parts.query}"))
@@ -44,8 +45,13 @@ def open_study(web: httpx.Client, url: str) -> tuple[str, dict[str, str], dict[s
         "study_id": params["STUDY_ID"],
         "session_id": params["SESSION_ID"],
     }
-    accepted = _ok("accept", web.post(f"/api/prolific/{slug}/accept", json=ids))
-    return slug, ids, accepted.json()
+    return slug, ids, _ok("accept", accept(web, slug, ids)).json()
+
+
+def accept(web: httpx.Client, slug: str, ids: dict[str, str]) -> httpx.Response:
+    """The page's accept once the participant agreed to the study's consent text."""
+    consent = agreed_consent(web, slug)
+    return web.post(f"/api/prolific/{slug}/accept", json={**ids, "consent_sha256": consent})
 
 
 def take_part(

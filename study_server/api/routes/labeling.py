@@ -1,4 +1,5 @@
-"""The labeling JSON API the HIT page talks to: accept, item images, submit.
+"""The labeling JSON API the HIT page talks to: the consent text, decline, accept, item
+images, saving labels, submit (which answers with the debrief).
 
 Refusals (unknown study or HIT, a worker acting on someone else's assignment, a second
 submission with other labels...) answer their 4xx with a reason and are written to the
@@ -8,7 +9,8 @@ audit of events; nothing else is stored by a refused request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
@@ -20,14 +22,17 @@ from study_server.api.schemas import (
     MAX_ITEMS,
     AcceptRequest,
     AcceptResponse,
+    DeclineRequest,
+    DeclineResponse,
+    ProtocolTextOut,
     SavedLabel,
     SaveLabelRequest,
     SaveLabelResponse,
     SubmitRequest,
     SubmitResponse,
 )
-from study_server.db.models import WorkerSource
-from study_server.db.store import record_event
+from study_server.db.models import TextKind, WorkerSource
+from study_server.db.store import find_study, record_event
 from study_server.errors import ForbiddenError, NotFoundError, StudyError
 from study_server.invitations import LabInvite, find_invite
 from study_server.links import normalized_submit_host
@@ -45,6 +50,7 @@ from study_server.operations import (
     save_label,
     submit,
 )
+from study_server.protocol_texts import ConsentChanged, ShownText, require_text
 from study_server.slug import Slug
 
 router = APIRouter(prefix="/api", tags=["labeling"])
@@ -56,7 +62,7 @@ T = TypeVar("T")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def audit_refusals(
@@ -79,6 +85,21 @@ def audit_refusals(
             raise HTTPException(error.status, error.reason, headers=error.headers) from error
 
     return run
+
+
+def text_out(text: ShownText | None) -> ProtocolTextOut | None:
+    return None if text is None else ProtocolTextOut(**asdict(text))
+
+
+async def accepting(request: Request, slug: str, run: Callable[[Session], Accepted]) -> Accepted:
+    """Run an accept; when it was refused because the consent text changed, the pages stop
+    serving the old one at once (they keep study data for a while, see `pages.study_page`)."""
+    try:
+        return await in_session(request, run)
+    except HTTPException as error:
+        if isinstance(error.__cause__, ConsentChanged):
+            request.app.state.study_pages.pop(slug, None)
+        raise
 
 
 def _invite(session: Session, code: str) -> LabInvite:
@@ -130,15 +151,61 @@ async def accept_assignment(
             session=session,
             study_slug=slug,
             claimant=Claimant(worker=worker, mturk=mturk, address=address),
+            consent_sha256=body.consent_sha256,
             now=_now(),
             policy=AllocationPolicy.from_settings(settings),
             invite=invite,
         )
 
-    accepted = await in_session(
-        request, audit_refusals("accept", audited_worker, {"study": slug}, work)
+    accepted = await accepting(
+        request, slug, audit_refusals("accept", audited_worker, {"study": slug}, work)
     )
     return accept_response(request, accepted)
+
+
+@router.get("/studies/{slug}/consent", name="consent", response_model=ProtocolTextOut)
+async def consent_text(request: Request, slug: Slug) -> ProtocolTextOut:
+    """The study's current consent text: what a person agrees to, and the SHA-256 the accept
+    must carry (the page has both in its HTML; this is for other clients)."""
+
+    def work(session: Session) -> ShownText:
+        try:
+            study = find_study(session, slug)
+            return ShownText.of(require_text(session, study_id=study.id, kind=TextKind.consent))
+        except StudyError as error:
+            raise HTTPException(error.status, error.reason) from error
+
+    text = text_out(await in_session(request, work))
+    assert text is not None
+    return text
+
+
+@router.post("/studies/{slug}/decline", name="decline", response_model=DeclineResponse)
+async def decline(request: Request, slug: Slug, body: DeclineRequest) -> DeclineResponse:
+    """Someone read the consent text and did not agree: the refusal is noted (which study,
+    which text, which kind of page), and nothing else, not even who."""
+
+    def work(session: Session) -> None:
+        try:
+            study = find_study(session, slug)
+            current = require_text(session, study_id=study.id, kind=TextKind.consent)
+        except StudyError as error:
+            raise HTTPException(error.status, error.reason) from error
+        record_event(
+            session,
+            kind="consent_declined",
+            study_id=study.id,
+            detail={
+                "source": body.source,
+                "consent_sha256": body.consent_sha256,
+                "current_version": current.version,
+                "was_current": body.consent_sha256 == current.sha256,
+            },
+        )
+        session.commit()
+
+    await in_session(request, work)
+    return DeclineResponse(status="declined")
 
 
 def accept_response(
@@ -169,6 +236,7 @@ def accept_response(
             SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms)
             for i in accepted.saved
         ],
+        debrief=text_out(accepted.debrief),
     )
 
 
@@ -228,7 +296,9 @@ async def put_label(
 
     await in_session(
         request,
-        audit_refusals("save_label", audited, {"assignment": public_id, "position": position}, work),
+        audit_refusals(
+            "save_label", audited, {"assignment": public_id, "position": position}, work
+        ),
     )
     return Saved
 
@@ -254,7 +324,12 @@ async def submit_labels(
     result = await in_session(
         request, audit_refusals("submit", audited, {"assignment": public_id}, work)
     )
+    return submit_response(result)
+
+
+def submit_response(result: Submitted) -> SubmitResponse:
     return SubmitResponse(
         status="already_submitted" if result.already_submitted else "stored",
         labels=result.num_labels,
+        debrief=text_out(result.debrief),
     )

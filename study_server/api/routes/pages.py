@@ -3,9 +3,11 @@
 `/hit/{slug}` is what an ExternalQuestion points at; `/lab/{slug}?code=...` is the lab link of
 an invitation (study_server/invitations.py). MTurk appends `assignmentId`, `hitId`,
 `workerId` and `turkSubmitTo`; in preview the assignmentId is `ASSIGNMENT_ID_NOT_AVAILABLE`
-and the page shows only instructions and an example that is not a study image. After
-accept the page is the labeling app; it allocates through the JSON API and, once the
-server has stored the labels, posts to `{turkSubmitTo}/mturk/externalSubmit`.
+and the page shows the consent text (workers decide before accepting), the instructions and
+an example that is not a study image. After accept the page is the labeling app: the
+consent text first, with "I agree" and "I do not agree"; agreeing allocates through the JSON
+API, with the text's SHA-256; once the server has stored the labels the page shows the
+debrief, then posts to `{turkSubmitTo}/mturk/externalSubmit`.
 
 Every parameter is checked against MTurk's id alphabet (400 otherwise) and rendered only
 through Jinja's autoescape or `tojson`; the page carries no stimulus ids or labels.
@@ -14,6 +16,7 @@ through Jinja's autoescape or `tojson`; the page carries no stimulus ids or labe
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +25,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.schemas import ID_PATTERN
-from study_server.db.models import Study
+from study_server.db.models import Stimulus, StimulusKind, Study, TextKind
 from study_server.db.store import find_study, record_event
 from study_server.errors import (
     ConflictError,
@@ -39,6 +43,7 @@ from study_server.errors import (
 from study_server.invitations import CODE_PATTERN, find_invite, is_spent
 from study_server.links import normalized_submit_host
 from study_server.operations import assignment_size_range
+from study_server.protocol_texts import ShownText, require_text
 from study_server.slug import Slug, is_slug
 
 PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -52,6 +57,9 @@ templates.env.auto_reload = False
 router = APIRouter(include_in_schema=False)
 
 QueryText = Annotated[str | None, Query(max_length=512)]
+# How long the pages keep a study's data before reading it again: a study's images never
+# change, but a new consent text may be attached to a running study at any time.
+STUDY_PAGE_TTL_S = 15.0
 
 
 def message_page(request: Request, error: StudyError) -> HTMLResponse:
@@ -79,6 +87,16 @@ class StudyPage:
     class_names: tuple[str, ...]
     fewest_items: int
     most_items: int
+    consent: ShownText
+    read_at: float  # time.monotonic() of the read
+    # Whether the study has catch trials: the instructions then say that some images check
+    # attention (a market lets a requester act on a check only if it was stated).
+    catch_trials: bool = False
+
+    @property
+    def consent_html(self) -> Markup:
+        """Safe to put in the page as it is: sanitized when the version was made."""
+        return Markup(self.consent.html)
 
     @property
     def items_text(self) -> str:
@@ -89,24 +107,41 @@ class StudyPage:
 
 
 async def study_page(request: Request, slug: str) -> StudyPage:
-    """The study's page data; read from the database once per study and app.
+    """The study's page data; read from the database at most every `STUDY_PAGE_TTL_S`.
 
-    A study never changes after import (nothing updates or deletes one), so the pages keep
-    what they read in `app.state.study_pages` and answer without a thread hop or a query:
-    bench/server.py measured the hop at hundreds of ms under load, as the page requests
-    queued for the GIL behind accepts and submits. Only studies that exist are kept, so an
-    unknown slug always asks the database (a study imported later is found).
+    A study's images never change after import, and its consent text rarely does, so the
+    pages keep what they read in `app.state.study_pages` and answer without a thread hop or
+    a query: bench/server.py measured the hop at hundreds of ms under load, as the page
+    requests queued for the GIL behind accepts and submits. A consent text attached meanwhile
+    is shown after the TTL, or at once after an accept refused the old one
+    (`labeling.accepting`). Only studies that exist are kept, so an unknown slug always asks
+    the database (a study imported later is found).
     """
     if not is_slug(slug):
         raise NotFoundError("no such study")
     cache: dict[str, StudyPage] = request.app.state.study_pages
-    if (page := cache.get(slug)) is not None:
+    page = cache.get(slug)
+    if page is not None and time.monotonic() - page.read_at < STUDY_PAGE_TTL_S:
         return page
 
     def read(session: Session) -> StudyPage:
         study = find_study(session, slug)
         fewest, most = assignment_size_range(session, study.id)
-        return StudyPage(study.slug, tuple(study.class_names), fewest, most)
+        consent = ShownText.of(require_text(session, study_id=study.id, kind=TextKind.consent))
+        catch = session.scalar(
+            select(Stimulus.id)
+            .where(Stimulus.study_id == study.id, Stimulus.kind == StimulusKind.catch)
+            .limit(1)
+        )
+        return StudyPage(
+            study.slug,
+            tuple(study.class_names),
+            fewest,
+            most,
+            consent,
+            time.monotonic(),
+            catch_trials=catch is not None,
+        )
 
     page = await in_session(request, read)
     cache[slug] = page
@@ -123,10 +158,14 @@ def label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) ->
         "noun": _noun(study.class_names),
         "num_items": study.most_items,
         "items_text": study.items_text,
+        "catch_trials": study.catch_trials,
+        "consent_html": study.consent_html,
         "config": {
             "acceptUrl": request.url_for("accept", slug=study.slug).path,
+            "declineUrl": request.url_for("decline", slug=study.slug).path,
             **config,  # a source may name its own endpoints (Prolific does)
             "classNames": list(study.class_names),
+            "consentSha256": study.consent.sha256,
         },
     }
     return templates.TemplateResponse(request, "label.html", context)
@@ -153,6 +192,8 @@ async def hit_page(
                     "noun": _noun(study.class_names),
                     "items_text": study.items_text,
                     "class_names": list(study.class_names),
+                    "catch_trials": study.catch_trials,
+                    "consent_html": study.consent_html,
                 },
             )
         config = {
@@ -186,6 +227,7 @@ async def lab_start(
                     "slug": study.slug,
                     "noun": _noun(study.class_names),
                     "items_text": study.items_text,
+                    "catch_trials": study.catch_trials,
                     "pattern": LAB_CODE_HTML_PATTERN,
                 },
             )
@@ -201,8 +243,10 @@ def _check_invitation(session: Session, study: StudyPage, code: str) -> None:
     """Refuse an unknown or spent code (with an audit row), or return having stored nothing."""
     invite = find_invite(session, code)
     problem: StudyError | None = None
-    study_id = session.scalar(select(Study.id).where(Study.slug == study.slug))
-    if invite is None or invite.study_id != study_id:
+    study_id, experiment_id = session.execute(
+        select(Study.id, Study.experiment_id).where(Study.slug == study.slug)
+    ).one()
+    if invite is None or not invite.opens(study_id, experiment_id):
         problem = ForbiddenError(
             "this invitation code is not valid for this study; check the link you were given"
         )

@@ -1,13 +1,14 @@
 """Prolific's way in: the study page with Prolific's URL parameters, and its JSON endpoints.
 
     GET  /prolific/{slug}?PROLIFIC_PID=..&STUDY_ID=..&SESSION_ID=..   the labeling page
-    POST /api/prolific/{slug}/accept                  {participant_id, study_id, session_id}
+    POST /api/prolific/{slug}/accept                  {participant_id, study_id, session_id,
+                                                       consent_sha256}
     POST /api/prolific/assignments/{public_id}/submit  the same ids + labels
     POST /api/prolific/{slug}/complete                the same ids -> {completion_url}
 
-The page is the same labeling page as MTurk's and the lab's (label.js), told to send the
-three ids with every request and, once the labels are stored, to fetch the completion URL
-and go there. The rules (formats, the study id, the bound session, the code only after a
+The page is the same labeling page as MTurk's and the lab's (label.js): consent first, told
+to send the three ids with every request and, once the labels are stored and the debrief
+read, to fetch the completion URL and go there. The rules (formats, the study id, the bound session, the code only after a
 stored submission) are in `study_server.prolific_entry`; every refusal is a 4xx with its
 reason, written to the audit of events, with nothing else stored.
 """
@@ -22,13 +23,21 @@ from sqlalchemy.orm import Session
 
 from study_server.allocation import AllocationPolicy
 from study_server.api.deps import SettingsDep, in_session
-from study_server.api.routes.labeling import Position, PublicId, accept_response, audit_refusals
+from study_server.api.routes.labeling import (
+    Position,
+    PublicId,
+    accept_response,
+    accepting,
+    audit_refusals,
+    submit_response,
+)
 
 # The page helpers are shared with the HIT and lab pages (same template, same study cache).
 from study_server.api.routes.pages import label_page, message_page, study_page
 from study_server.api.schemas import (
     AcceptResponse,
     CompletionResponse,
+    ProlificAcceptRequest,
     ProlificIdsIn,
     ProlificSaveLabelRequest,
     ProlificSubmitRequest,
@@ -89,10 +98,9 @@ async def prolific_page(
 
 @router.post("/api/prolific/{slug}/accept", name="prolific_accept", response_model=AcceptResponse)
 async def accept_participant(
-    request: Request, slug: Slug, body: ProlificIdsIn, settings: SettingsDep
+    request: Request, slug: Slug, body: ProlificAcceptRequest, settings: SettingsDep
 ) -> AcceptResponse:
     ids = _ids(body)
-
     address = getattr(request.state, "client_address", None)
 
     def work(session: Session) -> Accepted:
@@ -100,13 +108,14 @@ async def accept_participant(
             session=session,
             study_slug=slug,
             ids=ids,
+            consent_sha256=body.consent_sha256,
             now=utc_now(),
             policy=AllocationPolicy.from_settings(settings),
             address=address,
         )
 
     detail = {"study": slug, "prolific_session": ids.session_id}
-    accepted = await in_session(request, audit_refusals("accept", ids.worker, detail, work))
+    accepted = await accepting(request, slug, audit_refusals("accept", ids.worker, detail, work))
     return accept_response(
         request, accepted, submit_route="prolific_submit", label_route="prolific_save_label"
     )
@@ -155,10 +164,7 @@ async def submit_participant_labels(
 
     detail = {"assignment": public_id, "prolific_session": ids.session_id}
     result = await in_session(request, audit_refusals("submit", ids.worker, detail, work))
-    return SubmitResponse(
-        status="already_submitted" if result.already_submitted else "stored",
-        labels=result.num_labels,
-    )
+    return submit_response(result)
 
 
 @router.post(
