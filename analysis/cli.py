@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     return run_command("analyze-study", lambda: _run(args), usage=(AnalysisError, DatabaseNotReady))
 
 
-def _write(text: str, out: str | None) -> None:
+def write_output(text: str, out: str | None) -> None:
+    """`text` to the file `out` (its folder made), or to standard output."""
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text, encoding="utf-8")
@@ -173,7 +174,7 @@ def _run(args: argparse.Namespace) -> None:
         results = proxy_results(
             args.proxy, defense=args.defense, network=args.net, slugs=args.study
         )
-        _write(render_proxy(results, args.format), args.out)
+        write_output(render_proxy(results, args.format), args.out)
         return
     table = compute_table2(
         _load(args),
@@ -184,7 +185,7 @@ def _run(args: argparse.Namespace) -> None:
         bins=args.bins,
         include_failed_attention=args.include_failed_attention,
     )
-    _write(render(table, args.format), args.out)
+    write_output(render(table, args.format), args.out)
     if args.plot:
         from analysis.plot import plot_table2
 

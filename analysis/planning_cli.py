@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.cli import decimal_option
+from analysis.cli import decimal_option, write_output
 from analysis.labels import AnalysisError
 from analysis.plan import PROLIFIC_FEE, Costs, Goal, make_plan, render_plan
 from analysis.simulate import Annotators, Arm, Design, StimulusSet, export_csv, simulate_study
@@ -287,14 +287,6 @@ def _design(args: argparse.Namespace) -> Design:
     )
 
 
-def _write(text: str, out: str | None) -> None:
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-
-
 def _plan(args: argparse.Namespace) -> None:
     arms, design = _arms(args), _design(args)
     goal = Goal(power=args.power, alpha=args.alpha, half_width=args.half_width)
@@ -307,7 +299,7 @@ def _plan(args: argparse.Namespace) -> None:
         prolific_fee=Decimal(args.prolific_fee),
     )
     plan = make_plan(arms, design, goal, costs, replicates=args.replicates, seed=args.seed)
-    _write(render_plan(plan, args.format), args.out)
+    write_output(render_plan(plan, args.format), args.out)
 
 
 def _simulate(args: argparse.Namespace) -> None:

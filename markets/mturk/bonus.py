@@ -298,12 +298,7 @@ def _record_pending(
     whether the row was there already (an earlier run stopped before recording the outcome)."""
     with sessions() as session:
         begin_write(session)
-        row = session.scalar(
-            select(MTurkBonus).where(
-                MTurkBonus.mturk_assignment_id == target.assignment_id,
-                MTurkBonus.purpose == plan.purpose,
-            )
-        )
+        row = _bonus_row(session, target.assignment_id, plan.purpose)
         if row is not None:
             session.rollback()
             return row.unique_request_token, True
@@ -328,6 +323,15 @@ def _record_pending(
         return token, False
 
 
+def _bonus_row(session: Session, assignment_id: str, purpose: str) -> MTurkBonus | None:
+    """The (assignment, purpose) bonus row, the unit of "paid once"."""
+    return session.scalar(
+        select(MTurkBonus).where(
+            MTurkBonus.mturk_assignment_id == assignment_id, MTurkBonus.purpose == purpose
+        )
+    )
+
+
 def _already_listed(client: MTurkClient, target: BonusTarget, amount: Decimal, reason: str) -> bool:
     return any(
         payment.amount == amount and payment.reason == reason
@@ -340,12 +344,7 @@ def _record_paid(
 ) -> None:
     with sessions() as session:
         begin_write(session)
-        row = session.scalar(
-            select(MTurkBonus).where(
-                MTurkBonus.mturk_assignment_id == target.assignment_id,
-                MTurkBonus.purpose == plan.purpose,
-            )
-        )
+        row = _bonus_row(session, target.assignment_id, plan.purpose)
         row.status = BonusStatus.paid
         row.paid_at = utc_now()
         record_event(
