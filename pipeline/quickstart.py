@@ -13,9 +13,10 @@ it again after an interruption continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from contract.cli import UsageError
@@ -118,14 +119,32 @@ def _invite(settings: Settings, database_url: str, slug: str) -> str:
     return lab_invitation_url(settings, slug, code)
 
 
+def _admin_token(workdir: Path) -> str:
+    """The dashboard's sign-in token: ADVCRITIC_ADMIN_TOKEN if set, else one made once and
+    kept in WORKDIR/admin-token (readable by its owner only), so the served app has one.
+    Says where the token is."""
+    if os.environ.get("ADVCRITIC_ADMIN_TOKEN"):
+        return "your ADVCRITIC_ADMIN_TOKEN"
+    path = workdir / "admin-token"
+    if not path.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    os.environ["ADVCRITIC_ADMIN_TOKEN"] = path.read_text().strip()
+    return f"the admin token in {path}"
+
+
 def run(args: argparse.Namespace) -> int:
     from model.cli import main as advcritic
     from model.training import CHECKPOINT_FILE
+    from study_server.cli import DASHBOARD_APP
     from study_server.cli import main as study_server
     from study_server.settings import get_settings
 
     _validate(args)
     workdir: Path = args.workdir
+    token_where = _admin_token(workdir)
+    get_settings.cache_clear()  # the token is part of the settings from here on
     name = f"{args.defense}-{args.net}-s{args.seed}"
     run_dir, bundle, figures = (
         workdir / "runs" / name,
@@ -207,12 +226,19 @@ def run(args: argparse.Namespace) -> int:
         settings = get_settings().model_copy(update={"public_url": public_url})
         link = _invite(settings, database_url, name)
         print(f"\n*** Open {link} in a browser to label the study. ***", flush=True)
+        print(
+            f"    The live dashboard: {public_url}/dashboard (sign in with {token_where})",
+            flush=True,
+        )
         _step(
-            "5/5 serve the labeling page (Ctrl-C to stop)",
+            "5/5 serve the labeling page and the dashboard (Ctrl-C to stop)",
             study_server,
             "study-server",
-            ["serve", *database, "--host", args.host, "--port", str(args.port)],
-        )
+            [
+                "serve", *database, "--host", args.host, "--port", str(args.port),
+                "--app", DASHBOARD_APP,
+            ],
+        )  # fmt: skip
     except StepFailed as failure:
         print(f"advcritic quickstart: {failure}")
         return failure.code

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.cli import main as advcritic
@@ -94,6 +95,15 @@ def test_quickstart_serves_a_study_a_person_can_open(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:  # a code nobody was given
             urllib.request.urlopen(url.split("?")[0] + "?code=ABCD-EFGH-JKMN", timeout=10)
         assert refused.value.code == 403
+        # The live dashboard is served too; the quickstart made its admin token.
+        token = (tmp_path / "admin-token").read_text().strip()
+        assert (tmp_path / "admin-token").stat().st_mode & 0o077 == 0
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, follow_redirects=True
+        ) as web:
+            assert web.post("/dashboard/login", data={"token": "wrong"}).status_code == 401
+            signed_in = web.post("/dashboard/login", data={"token": token})
+            assert signed_in.status_code == 200 and "ours-fc-s0" in signed_in.text
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
