@@ -144,11 +144,19 @@ def cmd_import(args: argparse.Namespace) -> None:
             split_seed=settings.split_seed if args.split_seed is None else args.split_seed,
             protocol=protocol,
             experiment=args.experiment,
+            labels_per_image=args.labels_per_image,
         )
     if result.created:
+        k = result.labels_per_image
+        replicas = (
+            f" ({k} labels per image, each from a different person: {k} replicas of "
+            f"{result.assignments // k})"
+            if k > 1
+            else ""
+        )
         print(
             f"imported study {result.slug!r}: {result.stimuli} stimuli in {result.assignments} "
-            "assignments"
+            f"assignments{replicas}"
         )
         print(
             f"protocol:  consent {args.consent or 'built-in default (edit it)'}, "
@@ -533,6 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--split-seed", type=int, help="seed of the split into assignments (default: settings, 0)"
+    )
+    sub.add_argument(
+        "--labels-per-image",
+        type=int,
+        default=1,
+        metavar="K",
+        help="labels per image, each from a different person: K replicas of the assignments "
+        "(default 1, as in the paper)",
     )
     sub.add_argument(
         "--experiment", help="join this experiment (made with `study-server experiment create`)"

@@ -47,6 +47,7 @@ def study_meta(study: Study, *, markets: list[str] | None = None) -> dict[str, A
         "attack": study.attack,
         "items_per_assignment": study.items_per_assignment,
         "split_seed": study.split_seed,
+        "labels_per_image": study.labels_per_image,
         "markets": markets or [],
         "experiment": study.experiment.slug if study.experiment else None,
     }

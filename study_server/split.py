@@ -9,6 +9,10 @@ NumPy version, and the manifest's order does not matter.
 - Catch trials (clean images with a known label, optional) are dealt round-robin on top,
   so each assignment gets its share instead of some getting none.
 - Within an assignment the items are shuffled again, so catch trials sit anywhere.
+- k labels per image (`replicate`): the layout is repeated k times, the same groups of
+  images, each replica with its own order within an assignment (replica 0 is the layout
+  itself, so k = 1 is unchanged). One allocation per person and study then makes the k labels
+  of an image come from k different people.
 """
 
 from __future__ import annotations
@@ -47,3 +51,18 @@ def split_into_assignments(
     for index, key in enumerate(_keyed_order(extra, seed=seed, purpose="catch")):
         groups[index % count].append(key)
     return [_keyed_order(group, seed=seed, purpose="order") for group in groups]
+
+
+def replicate(
+    groups: Sequence[Sequence[str]], *, replicas: int, seed: int
+) -> list[list[list[str]]]:
+    """`replicas` copies of a layout: replica 0 as given, replica r > 0 with each assignment's
+    items in their own keyed-hash order (purpose "order-r")."""
+    if replicas < 1:
+        raise ValueError(f"labels per image must be at least 1, got {replicas}")
+    return [
+        [list(group) for group in groups]
+        if replica == 0
+        else [_keyed_order(group, seed=seed, purpose=f"order-{replica}") for group in groups]
+        for replica in range(replicas)
+    ]
