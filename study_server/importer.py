@@ -228,20 +228,7 @@ def _create_study(
     )
     session.add(study)
     session.flush()
-    for kind, text, name in (
-        (TextKind.consent, protocol.consent, protocol.consent_name),
-        (TextKind.debrief, protocol.debrief, protocol.debrief_name),
-    ):
-        add_version(
-            session,
-            study_id=study.id,
-            kind=kind,
-            text=text or default_text(kind),
-            source_name=name if text else None,
-        )
-    attention.add_policy(
-        session, study_id=study.id, spec=protocol.policy, origin=protocol.policy_origin
-    )
+    start_protocol(session, study_id=study.id, protocol=protocol)
     if group is not None:
         experiments.join(session, group, [slug])
     rows = []
@@ -295,6 +282,24 @@ def _create_study(
         experiment=group.slug if group else None,
         joined=group is not None,
         labels_per_image=labels_per_image,
+    )
+
+
+def start_protocol(session: Session, *, study_id: int, protocol: Protocol) -> None:
+    """A new study's first texts (given, or the built-in defaults) and attention policy."""
+    for kind, text, name in (
+        (TextKind.consent, protocol.consent, protocol.consent_name),
+        (TextKind.debrief, protocol.debrief, protocol.debrief_name),
+    ):
+        add_version(
+            session,
+            study_id=study_id,
+            kind=kind,
+            text=text or default_text(kind),
+            source_name=name if text else None,
+        )
+    attention.add_policy(
+        session, study_id=study_id, spec=protocol.policy, origin=protocol.policy_origin
     )
 
 
