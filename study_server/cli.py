@@ -367,10 +367,15 @@ def _layout(session: Session, args: argparse.Namespace, settings: Settings) -> N
     )
     for defense, n in sorted(result.left_out.items()):
         print(f"  left out: {n} {defense} stimuli whose source digit is not in every study")
+    if result.catch_duplicates:
+        print(
+            f"  catch trials: {result.catch_duplicates} of a digit another study's catch trial "
+            "shows already, kept once"
+        )
     if result.catch_left_out:
         print(
-            f"  left out: {result.catch_left_out} catch trial(s) (a digit's second, or no "
-            "assignment free of its digit)"
+            f"  left out: {result.catch_left_out} catch trial(s) for which no assignment is free "
+            "of their digit"
         )
     print(
         "  nobody sees two versions of a digit; a person takes part in this study or in one "

@@ -77,6 +77,7 @@ class LayoutResult:
     labels_per_image: int
     digits: int = 0
     left_out: dict[str, int] = field(default_factory=dict)
+    catch_duplicates: int = 0
     catch_left_out: int = 0
 
 
@@ -275,6 +276,7 @@ def _lay_out(
                 "assignments": count,
                 "digits": layout.digits,
                 "left_out": layout.left_out,
+                "catch_duplicates": layout.catch_duplicates,
                 "catch_left_out": layout.catch_left_out,
             },
         )
@@ -289,5 +291,6 @@ def _lay_out(
         labels_per_image,
         digits=layout.digits,
         left_out=layout.left_out,
+        catch_duplicates=layout.catch_duplicates,
         catch_left_out=layout.catch_left_out,
     )

@@ -80,8 +80,10 @@ class InterleavedLayout:
     digits: int  # source digits laid out (those with a stimulus in every defense)
     # Adversarial stimuli left out, per defense: their source digit is not in every bundle.
     left_out: dict[str, int] = field(default_factory=dict)
-    # Catch trials left out: another trial of their digit was kept, or no assignment was free
-    # of their digit.
+    # Catch trials left out: another trial of the same digit was kept (the clean image of a
+    # digit is the same in every bundle) ...
+    catch_duplicates: int = 0
+    # ... or no assignment was free of their digit.
     catch_left_out: int = 0
 
 
@@ -162,7 +164,7 @@ def interleave(
     kept: dict[int, str] = {}
     for key, digit in sorted(catch):
         kept.setdefault(digit, key)
-    catch_left_out = len(catch) - len(kept)
+    catch_left_out = 0
     digit_of = {key: digit for digit, key in kept.items()}
     dealt_catch = [0] * len(assignments)
     turn = 0
@@ -183,5 +185,6 @@ def interleave(
         groups=count,
         digits=len(common),
         left_out=left_out,
+        catch_duplicates=len(catch) - len(kept),
         catch_left_out=catch_left_out,
     )

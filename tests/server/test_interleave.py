@@ -96,8 +96,10 @@ def test_latin_square_property_over_whole_experiments(defenses, digits, items, s
 
 def test_catch_trials_never_join_their_digit_and_are_spread():
     adversarial, trials = _experiment(3, 90, catch=30)
-    layout = interleave(adversarial, trials, items_per_assignment=10, seed=4)
-    assert layout.catch_left_out == 0
+    layout = interleave(
+        adversarial, [*trials, ("ours/catch-99999", 0)], items_per_assignment=10, seed=4
+    )
+    assert layout.catch_left_out == 0 and layout.catch_duplicates == 1  # digit 0 kept once
     per_assignment = [sum(1 for key in a if "/catch-" in key) for a in layout.assignments]
     assert sum(per_assignment) == 30 and max(per_assignment) - min(per_assignment) <= 1
 
@@ -107,6 +109,7 @@ def test_a_catch_trial_with_no_free_assignment_is_left_out():
     adversarial, trials = _experiment(2, 6, catch=4)
     layout = interleave(adversarial, trials, items_per_assignment=25, seed=0)
     assert len(layout.assignments) == 2 and layout.catch_left_out == 2  # the two of shown digits
+    assert layout.catch_duplicates == 0
     _check(layout, adversarial, trials, items=25)
 
 
