@@ -79,6 +79,9 @@ def test_the_layout_is_a_latin_square_and_idempotent(database_url, experiment, c
     assert "already laid out as study" in capsys.readouterr().out
     assert study_server(["experiment", "layout", "mnist-fc", "--database-url", database_url]) == 2
     assert "needs --interleaved" in capsys.readouterr().err
+    plan = ["plan", "--study", SLUG, "--change-rate", "0.5", "--database-url", database_url]
+    assert analyze_study(plan) == 2
+    assert f"--study '{SLUG}' is interleaved (stimuli of at, ours, vat)" in capsys.readouterr().err
 
 
 def test_people_label_the_interleaved_study_and_the_analysis_is_within_subject(
