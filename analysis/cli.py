@@ -140,8 +140,8 @@ def _load(args: argparse.Namespace) -> list[StudyLabels]:
     )
     if args.export:
         studies = [study for path in args.export for study in read_export(path)]
-        chosen = {info.slug for info in choose([s.info for s in studies])}
-        return [study for study in studies if study.info.slug in chosen]
+        chosen = choose([s.info for s in studies])  # per study, and per defense if interleaved
+        return [study for study in studies if study.info in chosen]
     return read_database(args.database_url, choose)
 
 

@@ -4,6 +4,13 @@ Both roads give the same rows, because the database road goes through the server
 export (`study_server.export.label_rows`): one row per stored label with the stimulus
 (kind, original label, attack target), the worker and the state of the submission. Which
 rows count is decided later, in one place (`table2.counted`), for both.
+
+An interleaved study (study_server/interleaved.py: one study whose assignments mix several
+defenses, each stimulus with its own defense in the export's `defense` column) is read as one
+part per defense, each a `StudyLabels` with the study's slug and that defense, holding the
+adversarial labels of that defense and every catch trial of the study (catch trials measure
+the annotators, who label every defense there). The same person then appears under every
+defense, and the comparisons are within-subject (clustered.compare_shares).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.db.access import study_sessions
-from study_server.db.models import Study
+from study_server.db.models import Stimulus, StimulusKind, Study
 from study_server.export import label_rows, study_markets
 
 # Worker sources that are recruitment markets (their submissions are confirmed by a sync).
@@ -176,29 +183,54 @@ def read_export(path: str | Path) -> list[StudyLabels]:
                 "as `study-server` exports it"
             )
         meta = document["study"]
-        rows = [_row(raw, f"{file} label {n}") for n, raw in enumerate(document["labels"], start=1)]
+        pairs = [
+            (str(raw.get("defense") or meta.get("defense")), _row(raw, f"{file} label {n}"))
+            for n, raw in enumerate(document["labels"], start=1)
+        ]
         info = _info_from(meta, meta.get("class_names"), meta.get("markets") or ())
-        return [StudyLabels(info, tuple(rows))]
-    studies: dict[str, list[LabelRow]] = {}
+        return by_defense(info, pairs)
+    studies: dict[str, list[tuple[str, LabelRow]]] = {}
     infos: dict[str, StudyInfo] = {}
     for n, raw in enumerate(csv.DictReader(text.splitlines()), start=2):
         row = _row(raw, f"{file} line {n}")
-        studies.setdefault(row.study, []).append(row)
+        studies.setdefault(row.study, []).append((str(raw["defense"]), row))
         infos.setdefault(row.study, _info_from(raw))
     if not studies:
         raise AnalysisError(f"{file}: the export holds no labels")
     # A CSV export names no markets: a study with a market's labels in it was published there.
     return [
-        StudyLabels(
+        part
+        for slug, group in studies.items()
+        for part in by_defense(
             replace(
                 infos[slug],
                 markets=tuple(
-                    m for m in MARKET_SOURCES if any(r.worker_source == m for r in group)
+                    m for m in MARKET_SOURCES if any(r.worker_source == m for _, r in group)
                 ),
             ),
-            tuple(group),
+            group,
         )
-        for slug, group in studies.items()
+    ]
+
+
+def by_defense(
+    info: StudyInfo, pairs: Sequence[tuple[str, LabelRow]], defenses: Sequence[str] = ()
+) -> list[StudyLabels]:
+    """A study's labels (each with the defense its export row names) as one `StudyLabels`
+    per defense of its adversarial stimuli: one for a study of one bundle, one per defense
+    for an interleaved study, each with every catch trial. `defenses`: those to make parts
+    of (default: those the adversarial labels have)."""
+    found = sorted({defense for defense, row in pairs if row.kind != "catch"})
+    wanted = list(defenses) or found
+    if len(wanted) <= 1 and len(found) <= 1:
+        defense = wanted[0] if wanted else info.defense
+        return [StudyLabels(replace(info, defense=defense), tuple(row for _, row in pairs))]
+    return [
+        StudyLabels(
+            replace(info, defense=defense),
+            tuple(row for d, row in pairs if row.kind == "catch" or d == defense),
+        )
+        for defense in wanted
     ]
 
 
@@ -213,9 +245,11 @@ def read_database(
 def load_studies(
     session: Session, choose: Callable[[list[StudyInfo]], list[StudyInfo]]
 ) -> list[StudyLabels]:
-    """`read_database` on an open session (the dashboard reads with the server's)."""
-    infos = [
-        StudyInfo(
+    """`read_database` on an open session (the dashboard reads with the server's).
+    `choose` sees one `StudyInfo` per study and, for an interleaved study, per defense."""
+    infos = []
+    for study in session.scalars(select(Study).order_by(Study.slug)):
+        info = StudyInfo(
             study.slug,
             study.defense,
             study.network,
@@ -224,10 +258,24 @@ def load_studies(
             tuple(study_markets(session, study)),
             experiment=study.experiment.slug if study.experiment else None,
         )
-        for study in session.scalars(select(Study).order_by(Study.slug))
-    ]
+        own = session.scalars(
+            select(Stimulus.defense)
+            .where(
+                Stimulus.study_id == study.id,
+                Stimulus.kind == StimulusKind.adversarial,
+                Stimulus.defense.is_not(None),
+            )
+            .distinct()
+            .order_by(Stimulus.defense)
+        ).all()
+        infos += [replace(info, defense=defense) for defense in own] if own else [info]
     found = []
+    read: dict[str, list[tuple[str, LabelRow]]] = {}
     for info in choose(infos):
-        _, rows = label_rows(session=session, study_slug=info.slug)
-        found.append(StudyLabels(info, tuple(_row(raw, f"study {info.slug}") for raw in rows)))
+        if info.slug not in read:
+            _, rows = label_rows(session=session, study_slug=info.slug)
+            read[info.slug] = [
+                (str(raw["defense"]), _row(raw, f"study {info.slug}")) for raw in rows
+            ]
+        found += by_defense(info, read[info.slug], [info.defense])
     return found

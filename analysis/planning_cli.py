@@ -228,6 +228,12 @@ def _stimuli_from_database(url: str, slug: str) -> StimulusSet:
         if study is None:
             raise AnalysisError(f"--study {slug!r}: no such study in {url}")
         rows = list(session.scalars(select(Stimulus).where(Stimulus.study_id == study.id)))
+        mixed = sorted({s.defense for s in rows if s.defense is not None})
+        if mixed:
+            raise AnalysisError(
+                f"--study {slug!r} is interleaved (stimuli of {', '.join(mixed)}): plan with its "
+                "experiment's per-defense studies and --interleaved"
+            )
         adversarial = [
             s
             for s in rows

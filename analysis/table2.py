@@ -247,11 +247,11 @@ def choose_studies(
     )
     slugs = list(slugs)
     if slugs:
-        by_slug = {info.slug: info for info in infos}
-        unknown = [slug for slug in slugs if slug not in by_slug]
+        unknown = [slug for slug in slugs if slug not in {info.slug for info in infos}]
         if unknown:
             raise AnalysisError(f"unknown study {', '.join(map(repr, unknown))} (studies: {known})")
-        return [by_slug[slug] for slug in slugs]
+        # An interleaved study is one info per defense: all of them.
+        return [info for slug in dict.fromkeys(slugs) for info in infos if info.slug == slug]
     if not every and not defense:
         raise AnalysisError(
             "say which defense (--defense ours), which study (--study SLUG) or --all"

@@ -87,6 +87,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="images per assignment when importing (default 25, the paper's)",
     )
     options.add_argument(
+        "--k",
+        "--labels-per-image",
+        dest="labels_per_image",
+        type=int,
+        default=1,
+        metavar="K",
+        help="labels per image, each from a different person (default 1, the paper's): the "
+        "studies are imported with K replicas of their assignments",
+    )
+    options.add_argument(
         "--workdir",
         type=Path,
         help="keep the database here (dry-run.db) for `analyze-study` afterwards (default: a "
@@ -123,6 +133,7 @@ class DryRunPlan:
     market: str = "mturk"
     assignments: int | None = None  # simulated people per study (None: every assignment)
     items_per_assignment: int = 25
+    labels_per_image: int = 1  # k: replicas of each study's assignments
     workdir: Path | None = None
     database_url: str | None = None
     seed: int = 0
@@ -341,6 +352,7 @@ def _check(plan: DryRunPlan) -> None:
     for flag, value in (
         ("--assignments", plan.assignments),
         ("--items", plan.items_per_assignment),
+        ("--k", plan.labels_per_image),
     ):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
@@ -431,11 +443,14 @@ def dry_run(plan: DryRunPlan, *, say: Say = print) -> Iterator[DryRun]:
                     bundle_path=bundle,
                     items_per_assignment=plan.items_per_assignment,
                     split_seed=0,
+                    labels_per_image=plan.labels_per_image,
                 )
             slugs.append(imported.slug)
+            k = imported.labels_per_image
             say(
                 f"    imported study {imported.slug!r}: {imported.stimuli} stimuli in "
                 f"{imported.assignments} assignments"
+                + (f" ({k} labels per image, from {k} different people)" if k > 1 else "")
             )
         people = _people(plan, sessions, slugs)
 
@@ -520,6 +535,7 @@ def plan_from(args: argparse.Namespace) -> DryRunPlan:
         market=args.market,
         assignments=args.assignments,
         items_per_assignment=args.items,
+        labels_per_image=args.labels_per_image,
         workdir=args.workdir,
         database_url=args.database_url,
         seed=args.seed,

@@ -144,11 +144,19 @@ def cmd_import(args: argparse.Namespace) -> None:
             split_seed=settings.split_seed if args.split_seed is None else args.split_seed,
             protocol=protocol,
             experiment=args.experiment,
+            labels_per_image=args.labels_per_image,
         )
     if result.created:
+        k = result.labels_per_image
+        replicas = (
+            f" ({k} labels per image, each from a different person: {k} replicas of "
+            f"{result.assignments // k})"
+            if k > 1
+            else ""
+        )
         print(
             f"imported study {result.slug!r}: {result.stimuli} stimuli in {result.assignments} "
-            "assignments"
+            f"assignments{replicas}"
         )
         print(
             f"protocol:  consent {args.consent or 'built-in default (edit it)'}, "
@@ -300,6 +308,9 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         if args.action == "list":
             _list_experiments(session)
             return
+        if args.action == "layout":
+            _layout(session, args, _settings(args))
+            return
         if args.action == "add" and not args.study:
             raise UsageError("name the studies to add: --study SLUG (repeatable)")
         begin_write(session)
@@ -327,6 +338,51 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         "  each person now takes part in one of these studies: the server refuses the others; "
         "MTurk and Prolific exclude them at the next publish/sync"
     )
+
+
+def _layout(session: Session, args: argparse.Namespace, settings: Settings) -> None:
+    from study_server.interleaved import lay_out
+
+    result = lay_out(
+        session,
+        experiment=args.experiment,
+        seed=settings.split_seed if args.seed is None else args.seed,
+        items_per_assignment=args.items_per_assignment or settings.items_per_assignment,
+        labels_per_image=args.labels_per_image,
+        slug=args.slug,
+    )
+    if not result.created:
+        print(
+            f"already laid out as study {result.slug!r} ({result.assignments} assignments); "
+            "nothing changed"
+        )
+        return
+    k = result.labels_per_image
+    print(
+        f"laid out study {result.slug!r} of experiment {result.experiment!r}: "
+        f"{result.stimuli} stimuli of {', '.join(result.defenses)} in {result.assignments} "
+        f"interleaved assignments (Latin square over {result.digits} source digits"
+        + (f"; {k} labels per image" if k > 1 else "")
+        + ")"
+    )
+    for defense, n in sorted(result.left_out.items()):
+        print(f"  left out: {n} {defense} stimuli whose source digit is not in every study")
+    if result.catch_duplicates:
+        print(
+            f"  catch trials: {result.catch_duplicates} of a digit another study's catch trial "
+            "shows already, kept once"
+        )
+    if result.catch_left_out:
+        print(
+            f"  left out: {result.catch_left_out} catch trial(s) for which no assignment is free "
+            "of their digit"
+        )
+    print(
+        "  nobody sees two versions of a digit; a person takes part in this study or in one "
+        "of the experiment's others, never both"
+    )
+    print(f"HIT page:  {hit_url(settings, result.slug)}")
+    print(f"lab page:  {lab_url(settings, result.slug)}")
 
 
 def _list_experiments(session: Session) -> None:
@@ -535,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-seed", type=int, help="seed of the split into assignments (default: settings, 0)"
     )
     sub.add_argument(
+        "--labels-per-image",
+        type=int,
+        default=1,
+        metavar="K",
+        help="labels per image, each from a different person: K replicas of the assignments "
+        "(default 1, as in the paper)",
+    )
+    sub.add_argument(
         "--experiment", help="join this experiment (made with `study-server experiment create`)"
     )
     _protocol_files(sub)
@@ -564,10 +628,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add(
         "experiment", cmd_experiment, "group studies into one experiment (one pool of people)"
     )
-    sub.add_argument("action", choices=["create", "add", "list"])
-    sub.add_argument("experiment", nargs="?", help="the experiment's slug (create, add)")
+    sub.add_argument("action", choices=["create", "add", "list", "layout"])
+    sub.add_argument("experiment", nargs="?", help="the experiment's slug (create, add, layout)")
     sub.add_argument("--study", action="append", default=[], metavar="SLUG", help="repeatable")
     sub.add_argument("--title", help="with create: a title kept with the experiment")
+    layout = sub.add_argument_group(
+        "layout --interleaved: one more study whose assignments mix the experiment's defenses "
+        "(a Latin square; nobody sees two versions of a digit)"
+    )
+    layout.add_argument("--interleaved", action="store_true", help="required with layout")
+    layout.add_argument("--seed", type=int, help="seed of the layout (default: settings, 0)")
+    layout.add_argument("--slug", help="the new study's slug (default: <experiment>-interleaved)")
+    layout.add_argument(
+        "--items-per-assignment", type=int, help="items per assignment (default: settings, 25)"
+    )
+    layout.add_argument(
+        "--labels-per-image", type=int, default=1, metavar="K", help="replicas (default 1)"
+    )
     sub.set_defaults(check=_check_experiment_args)
     sub = add(
         "protocol",
@@ -623,6 +700,13 @@ def _attention_options(sub: argparse.ArgumentParser) -> None:
 def _check_experiment_args(args: argparse.Namespace) -> None:
     if args.action != "list" and not args.experiment:
         raise UsageError(f"experiment {args.action} needs the experiment's slug")
+    if args.action == "layout" and not args.interleaved:
+        raise UsageError(
+            "experiment layout needs --interleaved (the per-defense layout is what "
+            "`study-server import` makes)"
+        )
+    if args.action != "layout" and (args.interleaved or args.seed is not None or args.slug):
+        raise UsageError("--interleaved, --seed and --slug go with `experiment layout`")
     if args.action == "list" and (args.experiment or args.study):
         raise UsageError("experiment list takes no slug or --study")
 

@@ -3,7 +3,8 @@
 One row per stored label, with what the analysis needs beside it: the stimulus (kind,
 original label, target, the model's predictions), the assignment, the worker and the
 state of the submission (allocation status, MTurk verification, the attention policy's
-outcome), and the study's experiment. Rows are ordered by assignment and position, so two
+outcome), and the study's experiment. `defense` is the stimulus's own in an interleaved study
+(study_server/interleaved.py), else the study's. Rows are ordered by assignment and position, so two
 exports of the same data are identical.
 """
 
@@ -47,6 +48,7 @@ def study_meta(study: Study, *, markets: list[str] | None = None) -> dict[str, A
         "attack": study.attack,
         "items_per_assignment": study.items_per_assignment,
         "split_seed": study.split_seed,
+        "labels_per_image": study.labels_per_image,
         "markets": markets or [],
         "experiment": study.experiment.slug if study.experiment else None,
     }
@@ -79,7 +81,8 @@ def label_rows(*, session: Session, study_slug: str) -> tuple[Study, list[dict[s
         rows.append(
             {
                 "study": study.slug,
-                "defense": study.defense,
+                # An interleaved study's stimuli carry their own defense.
+                "defense": stimulus.defense or study.defense,
                 "network": study.network,
                 "assignment": ordinal,
                 "position": label.position,

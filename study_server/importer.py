@@ -10,6 +10,11 @@ The study starts with its protocol, in the same transaction: the consent and deb
 given (`--consent`, `--debrief`) or the built-in defaults with their placeholders, and an
 attention policy (`--min-catch-accuracy`, `--min-median-response-ms`, or the settings'
 default); with `--experiment` it joins that experiment (study_server/experiments.py).
+
+`--labels-per-image K` (1 by default, as in the paper) makes K replicas of the split
+(`split.replicate`): the same groups of images, each replica with its own order. Assignments
+are numbered replica by replica (ordinal = replica x n + i), so the pool hands out every
+image once before any image a second time.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from study_server.db.session import begin_write
 from study_server.errors import ImportRefused
 from study_server.protocol_texts import RenderedText, add_version, default_text
 from study_server.slug import SLUG_RULE, is_slug
-from study_server.split import split_into_assignments
+from study_server.split import replicate, split_into_assignments
 
 # The manifest fields kept per stimulus (the rest describe the model, kept once on the study).
 _STIMULUS_FIELDS = (
@@ -59,6 +64,7 @@ class ImportResult:
     stimuli: int
     assignments: int
     experiment: str | None = None
+    labels_per_image: int = 1
     # Whether this import put the study into `experiment` (a re-import may, once).
     joined: bool = False
 
@@ -98,11 +104,14 @@ def import_bundle(
     split_seed: int,
     protocol: Protocol | None = None,
     experiment: str | None = None,
+    labels_per_image: int = 1,
 ) -> ImportResult:
     """Import the bundle at `bundle_path` (BundleError if it cannot be trusted).
 
     A bundle imported before is the study already there: with `experiment` it joins it (if
-    not in it), but its texts and policy change only through `study-server protocol`."""
+    not in it), but its texts and policy change only through `study-server protocol`, and
+    its labels per image never change."""
+    check_labels_per_image(labels_per_image)
     bundle = read_bundle(bundle_path)
     slug = slug or default_slug(bundle)
     protocol = protocol or Protocol()
@@ -119,6 +128,13 @@ def import_bundle(
                 f"study {slug!r} is imported already; change its texts or policy with "
                 f"`study-server protocol attach|attention {slug}` (nothing changed)"
             )
+        if existing.labels_per_image != labels_per_image:
+            session.rollback()
+            raise ImportRefused(
+                f"study {slug!r} is imported already with {existing.labels_per_image} label(s) "
+                f"per image; --labels-per-image {labels_per_image} cannot change it (nothing "
+                "changed)"
+            )
         return _join_existing(session, existing, experiment)
     try:
         result = _create_study(
@@ -129,6 +145,7 @@ def import_bundle(
             split_seed=split_seed,
             protocol=protocol,
             experiment=experiment,
+            labels_per_image=labels_per_image,
         )
         session.commit()
     except IntegrityError:
@@ -158,6 +175,7 @@ def _existing_study(session: Session, *, bundle: Bundle, slug: str) -> ImportRes
             len(bundle.records),
             len(study.assignments),
             experiment=study.experiment.slug if study.experiment else None,
+            labels_per_image=study.labels_per_image,
         )
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ImportRefused(
@@ -186,6 +204,7 @@ def _create_study(
     split_seed: int,
     protocol: Protocol,
     experiment: str | None,
+    labels_per_image: int,
 ) -> ImportResult:
     group = None
     if experiment is not None:
@@ -205,23 +224,11 @@ def _create_study(
         attack=dict(meta.attack),
         items_per_assignment=items_per_assignment,
         split_seed=split_seed,
+        labels_per_image=labels_per_image,
     )
     session.add(study)
     session.flush()
-    for kind, text, name in (
-        (TextKind.consent, protocol.consent, protocol.consent_name),
-        (TextKind.debrief, protocol.debrief, protocol.debrief_name),
-    ):
-        add_version(
-            session,
-            study_id=study.id,
-            kind=kind,
-            text=text or default_text(kind),
-            source_name=name if text else None,
-        )
-    attention.add_policy(
-        session, study_id=study.id, spec=protocol.policy, origin=protocol.policy_origin
-    )
+    start_protocol(session, study_id=study.id, protocol=protocol)
     if group is not None:
         experiments.join(session, group, [slug])
     rows = []
@@ -249,21 +256,8 @@ def _create_study(
         items_per_assignment=items_per_assignment,
         seed=split_seed,
     )
-    assignment_rows = [
-        {"study_id": study.id, "ordinal": ordinal, "public_id": secrets.token_urlsafe(16)}
-        for ordinal in range(len(groups))
-    ]
-    assignment_ids = session.scalars(
-        insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True), assignment_rows
-    ).all()
-    session.execute(
-        insert(AssignmentItem),
-        [
-            {"assignment_id": assignment_id, "position": position, "stimulus_id": stimulus_ids[key]}
-            for assignment_id, group in zip(assignment_ids, groups, strict=True)
-            for position, key in enumerate(group)
-        ],
-    )
+    layouts = replicate(groups, replicas=labels_per_image, seed=split_seed)
+    count = add_assignments(session, study_id=study.id, layouts=layouts, stimulus_ids=stimulus_ids)
     session.add(
         Event(
             study_id=study.id,
@@ -272,9 +266,10 @@ def _create_study(
                 "bundle": str(bundle.path),
                 "manifest_sha256": bundle.manifest_sha256,
                 "stimuli": len(rows),
-                "assignments": len(groups),
+                "assignments": count,
                 "items_per_assignment": items_per_assignment,
                 "split_seed": split_seed,
+                "labels_per_image": labels_per_image,
             },
         )
     )
@@ -283,7 +278,72 @@ def _create_study(
         slug,
         True,
         len(rows),
-        len(groups),
+        count,
         experiment=group.slug if group else None,
         joined=group is not None,
+        labels_per_image=labels_per_image,
     )
+
+
+def start_protocol(session: Session, *, study_id: int, protocol: Protocol) -> None:
+    """A new study's first texts (given, or the built-in defaults) and attention policy."""
+    for kind, text, name in (
+        (TextKind.consent, protocol.consent, protocol.consent_name),
+        (TextKind.debrief, protocol.debrief, protocol.debrief_name),
+    ):
+        add_version(
+            session,
+            study_id=study_id,
+            kind=kind,
+            text=text or default_text(kind),
+            source_name=name if text else None,
+        )
+    attention.add_policy(
+        session, study_id=study_id, spec=protocol.policy, origin=protocol.policy_origin
+    )
+
+
+def check_labels_per_image(value: int) -> None:
+    """k must be a whole number of at least 1 (ImportRefused, exit status 2, otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImportRefused(f"--labels-per-image must be a whole number >= 1, got {value!r}")
+
+
+def add_assignments(
+    session: Session,
+    *,
+    study_id: int,
+    layouts: list[list[list[str]]],
+    stimulus_ids: dict[str, int],
+) -> int:
+    """The assignments of each replica's layout (stimulus keys per assignment, in order):
+    ordinal = replica x n + i. Returns how many were made."""
+    per_replica = len(layouts[0])
+    assignment_rows = [
+        {
+            "study_id": study_id,
+            "ordinal": replica * per_replica + index,
+            "replica": replica,
+            "public_id": secrets.token_urlsafe(16),
+        }
+        for replica, layout in enumerate(layouts)
+        for index in range(len(layout))
+    ]
+    assignment_ids = session.scalars(
+        insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True), assignment_rows
+    ).all()
+    groups = [(replica, group) for replica, layout in enumerate(layouts) for group in layout]
+    session.execute(
+        insert(AssignmentItem),
+        [
+            {
+                "assignment_id": assignment_id,
+                "position": position,
+                "stimulus_id": stimulus_ids[key],
+                "replica": replica,
+            }
+            for assignment_id, (replica, group) in zip(assignment_ids, groups, strict=True)
+            for position, key in enumerate(group)
+        ],
+    )
+    return len(assignment_rows)

@@ -27,6 +27,7 @@ def import_study(
     split_seed: int = 0,
     protocol: Protocol | None = None,
     experiment: str | None = None,
+    labels_per_image: int = 1,
 ) -> ImportResult:
     session = session_for(url)
     try:
@@ -38,6 +39,7 @@ def import_study(
             split_seed=split_seed,
             protocol=protocol,
             experiment=experiment,
+            labels_per_image=labels_per_image,
         )
     finally:
         session.close()

@@ -126,6 +126,27 @@ def test_a_dry_run_on_prolifics_fake_confirms_and_approves_every_participant(
     assert recovery.result.labels_by_source == {"prolific": 24}
 
 
+def test_a_dry_run_with_three_labels_per_image_reports_agreement(small_bundle, tmp_path, capsys):
+    """k = 3 through the live server on MTurk's fake: 3 replicas of 4 assignments, 12 people,
+    every image labeled by 3 of them; analyze-study on the database reports kappa and the
+    per-image majority from what the server stored."""
+    argv = [
+        "dry-run", "--bundle", str(small_bundle), "--change-rate", "0.7", "--items", "5",
+        "--k", "3", "--resamples", "199", "--workdir", str(tmp_path),
+    ]  # fmt: skip
+    assert advcritic(argv) == 0
+    out = capsys.readouterr().out
+    assert "24 stimuli in 12 assignments (3 labels per image, from 3 different people)" in out
+    assert "ours-fc: 12 HIT(s) on the sandbox of the fake" in out  # MaxAssignments 1 each
+    assert "ours-fc: 12 people, one assignment each" in out
+    assert "12 confirmed, 0 flagged; 12 approved" in out
+    url = f"sqlite:///{(tmp_path / 'dry-run.db').resolve()}"
+    assert analyze_study(["--study", "ours-fc", "--database-url", url]) == 0
+    report = capsys.readouterr().out
+    assert "per image (majority)" in report
+    assert "over 20 images with 3 labels each" in report and "Fleiss' kappa = " in report
+
+
 @pytest.mark.postgres
 def test_a_dry_run_on_postgresql(database_factory, small_bundle):
     url = database_factory("postgres")
@@ -166,6 +187,7 @@ def test_the_command_prints_table_2_beside_the_parameters_given(small_bundle, tm
         (["--change-rate", "0.5", "--assignments", "0"], "--assignments must be at least 1, got 0"),
         (["--change-rate", "0.5", "--assignments", "9"], "--assignments 9 is more than study"),
         (["--change-rate", "0.5", "--items", "0"], "--items must be at least 1, got 0"),
+        (["--change-rate", "0.5", "--k", "0"], "--k must be at least 1, got 0"),
         (["--change-rate", "0.5", "--port", "70000"], "--port must be between 0 and 65535"),
         (["--change-rate", "0.5", "--bundle", "SAME"], "two bundles of ours/fc"),
         (["--change-rate", "0.5", "--bundle", "/nonexistent"], "--bundle /nonexistent"),

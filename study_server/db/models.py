@@ -3,7 +3,8 @@
 The integrity rules of the human study are constraints here, not conventions in code,
 so they hold under concurrency on both SQLite and PostgreSQL:
 
-- a stimulus belongs to exactly one assignment (`assignment_items.stimulus_id` unique);
+- a stimulus belongs to exactly one assignment of each replica (`assignment_items` unique on
+  stimulus+replica): a study asking for k labels per image holds k replicas of its layout;
 - a worker holds at most one allocation per study (`allocations` unique on study+worker),
   so nobody annotates two assignments of one study;
 - an assignment has at most one *counted* submission: confirmed by MTurk, or made with a lab
@@ -176,6 +177,9 @@ class Study(Base):
     attack: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     items_per_assignment: Mapped[int] = mapped_column(Integer)
     split_seed: Mapped[int] = mapped_column(Integer)
+    # k: each image is in one assignment of each of k replicas, so k different people label
+    # it (one allocation per person and study). 1 in the paper.
+    labels_per_image: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     experiment_id: Mapped[int | None] = mapped_column(
         ForeignKey("experiments.id"), nullable=True, index=True
@@ -211,6 +215,9 @@ class Stimulus(Base):
     iterations: Mapped[int] = mapped_column(Integer)
     image_png: Mapped[bytes] = mapped_column(LargeBinary)
     image_sha256: Mapped[str] = mapped_column(String(64))
+    # The defense whose bundle the stimulus came from, in an interleaved study (stimuli of
+    # several defenses); None: the study's defense (a study of one bundle).
+    defense: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="stimuli")
 
@@ -229,6 +236,8 @@ class Assignment(Base):
     status: Mapped[AssignmentStatus] = mapped_column(
         _enum(AssignmentStatus), default=AssignmentStatus.available
     )
+    # Which of the study's `labels_per_image` replicas of its layout (0 .. k-1).
+    replica: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
     study: Mapped[Study] = relationship(back_populates="assignments")
     items: Mapped[list[AssignmentItem]] = relationship(order_by="AssignmentItem.position")
@@ -236,13 +245,15 @@ class Assignment(Base):
 
 class AssignmentItem(Base):
     __tablename__ = "assignment_items"
-    __table_args__ = (UniqueConstraint("stimulus_id"),)
+    __table_args__ = (UniqueConstraint("stimulus_id", "replica"),)
 
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     stimulus_id: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"))
+    # The assignment's replica, kept here so the schema can hold the rule above.
+    replica: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
 
     stimulus: Mapped[Stimulus] = relationship()
 

@@ -223,3 +223,25 @@ def test_a_hold_longer_than_the_hits_assignment_duration_is_refused_at_publish(
         assert set(session.scalars(select(MTurkHit.assignment_duration_s))) == {600}
     finally:
         session.close()
+
+
+def test_k_labels_per_image_publish_k_times_the_hits_and_the_cost_says_so(
+    database_url, make_bundle, fake_mturk, mturk_settings
+):
+    """`--labels-per-image 3`: 3 replicas of 4 assignments are 12 HITs, each with
+    MaxAssignments 1, and the live cost confirmation counts all 12."""
+    import_study(
+        database_url, make_bundle(n_adversarial=20), items_per_assignment=5, labels_per_image=3
+    )
+    attach_lab_texts(database_url, "ours-fc")
+    live = make_client(fake_mturk, mturk_settings, sandbox=False).client
+    shown = []
+    with pytest.raises(PublishDeclined):
+        _publish(
+            database_url, live, mturk_settings, confirm=lambda plan: shown.append(plan) or False
+        )
+    assert shown[0].total_slots == 12 and "12 HIT(s) to publish" in shown[0].describe()
+    assert "$7.20" in shown[0].describe()  # 12 x ($0.50 + $0.10 fee)
+    result = _publish(database_url, live, mturk_settings, confirm=lambda plan: True)
+    assert len(result.created) == 12
+    assert {live.get_hit(hit_id).max_assignments for hit_id in result.created} == {1}

@@ -239,6 +239,32 @@ def test_the_0005_downgrade_refuses_what_0004_cannot_keep(own_database_url, smal
         "consent": "1 allocation(s) record the consent agreed to",
         "experiment": "1 experiment(s) group studies",
     }[what]
+    command.downgrade(alembic_config(url), "0005")  # 0006 holds nothing here: it comes down
     with pytest.raises(RuntimeError, match=re.escape(f"cannot downgrade below 0005: {expected}")):
         command.downgrade(alembic_config(url), "0004")
+    assert current_revision(url) == "0005"  # nothing more came down
+
+
+@pytest.mark.parametrize("what", ["replicas", "interleaved"])
+def test_the_0006_downgrade_refuses_what_0005_cannot_keep(own_database_url, small_bundle, what):
+    from sqlalchemy import text
+
+    from testkit.studies import import_study
+
+    url = own_database_url
+    import_study(url, small_bundle, items_per_assignment=5, labels_per_image=2)
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            if what == "interleaved":
+                connection.execute(text("UPDATE studies SET labels_per_image = 1"))
+                connection.execute(text("UPDATE stimuli SET defense = 'ours'"))
+    finally:
+        engine.dispose()
+    expected = {
+        "replicas": "1 study(ies) ask for several labels per image",
+        "interleaved": "15 stimul(i) of interleaved studies carry their own defense",
+    }[what]
+    with pytest.raises(RuntimeError, match=re.escape(f"cannot downgrade below 0006: {expected}")):
+        command.downgrade(alembic_config(url), "0005")
     assert current_revision(url) == head_revision()  # nothing came down
