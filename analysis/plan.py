@@ -114,7 +114,10 @@ def _variances(counts: SimulatedCounts) -> tuple[np.ndarray, np.ndarray, np.ndar
         c = ((n[:, 0] > 0) | (n[:, j] > 0)).sum()
         diffs.append(p[:, 0] - p[:, j])
         diff_var.append(c / (c - 1) * (z**2).sum(axis=1))
-    stack = lambda a: np.stack(a, axis=1) if a else np.zeros((len(p), 0))
+
+    def stack(columns: list[np.ndarray]) -> np.ndarray:
+        return np.stack(columns, axis=1) if columns else np.zeros((len(p), 0))
+
     return p, var, stack(diffs), stack(diff_var)
 
 

@@ -68,7 +68,7 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for parameter, flag in zip(model.parameters(), flags):
+        for parameter, flag in zip(model.parameters(), flags, strict=True):
             parameter.requires_grad_(flag)
 
 

@@ -108,8 +108,16 @@ def train(defense: str, device: str, role: str, options: argparse.Namespace, out
 def evaluate(checkpoint: Path, options: argparse.Namespace) -> dict[str, float]:
     report = json.loads(
         advcritic(
-            "evaluate", "--checkpoint", str(checkpoint), "--attacks", "deepfool",
-            "--limit", str(options.eval_images), "--format", "json", "--no-progress",
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--attacks",
+            "deepfool",
+            "--limit",
+            str(options.eval_images),
+            "--format",
+            "json",
+            "--no-progress",
         )  # fmt: skip
     )
     return {"test_error": report["test_error"], "rho": report["attacks"]["deepfool"]["rho"]}
@@ -247,8 +255,7 @@ def main() -> int:
         "steps": options.steps,
         "trained": trained,
         "stimuli": {
-            role: made[role] | {"per_second": made[role]["adversarial_per_second"]}
-            for role in made
+            role: made[role] | {"per_second": made[role]["adversarial_per_second"]} for role in made
         },
         "comparisons": [
             asdict(c) | {"difference": c.difference, "agrees": c.agrees} for c in comparisons

@@ -70,8 +70,17 @@ def measure(workload: str, setting: str, work: Path, options: argparse.Namespace
     if workload == "stimuli":
         out = work / f"stimuli-{time.monotonic_ns()}"
         report = advcritic(
-            ["stimuli", "--checkpoint", str(work / "ref" / "checkpoint.pt"), "--out", str(out),
-             "--limit", str(options.stimuli), "--json", *flags],
+            [
+                "stimuli",
+                "--checkpoint",
+                str(work / "ref" / "checkpoint.pt"),
+                "--out",
+                str(out),
+                "--limit",
+                str(options.stimuli),
+                "--json",
+                *flags,
+            ],
             env,
         )
         return float(json.loads(report)["adversarial_per_second"])
@@ -79,8 +88,22 @@ def measure(workload: str, setting: str, work: Path, options: argparse.Namespace
     out = work / f"{defense}-{time.monotonic_ns()}"
     # ours: epoch 1 is plain pretraining; the second is the adversary-critic epoch timed.
     advcritic(
-        ["train", "--defense", defense, "--net", "fc", "--epochs", "1" if defense == "ours" else "2",
-         "--train-limit", str(options.train_limit), "--eval-every", "0", "--out", str(out), *flags],
+        [
+            "train",
+            "--defense",
+            defense,
+            "--net",
+            "fc",
+            "--epochs",
+            "1" if defense == "ours" else "2",
+            "--train-limit",
+            str(options.train_limit),
+            "--eval-every",
+            "0",
+            "--out",
+            str(out),
+            *flags,
+        ],
         env,
     )
     return last_epoch_seconds(out)
@@ -119,7 +142,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as folder:
         work = Path(folder)
         advcritic(
-            ["train", "--defense", "reference", "--net", "fc", "--epochs", "2", "--out", str(work / "ref")],
+            [
+                "train",
+                "--defense",
+                "reference",
+                "--net",
+                "fc",
+                "--epochs",
+                "2",
+                "--out",
+                str(work / "ref"),
+            ],
             {},
         )
         print(
@@ -143,7 +176,12 @@ def report(results: dict[tuple[str, str, str], list[float]], settings: list[str]
     verdicts = []
     for workload, (unit, higher_better) in WORKLOADS.items():
         # Slowdown factors: > 1 is worse, whichever way the unit points.
-        def cost(setting: str, condition: str) -> float:
+        def cost(
+            setting: str,
+            condition: str,
+            workload: str = workload,
+            higher_better: bool = higher_better,
+        ) -> float:
             value = median[(workload, setting, condition)]
             return 1 / value if higher_better else value
 

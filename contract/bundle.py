@@ -159,9 +159,13 @@ def write_bundle(
                 raise BundleError(f"duplicate stimulus id {record.stimulus_id!r}")
             seen.add(record.stimulus_id)
             if record.image != image_path(record.stimulus_id):
-                raise BundleError(f"{record.stimulus_id}: image path must be {image_path(record.stimulus_id)}")
+                raise BundleError(
+                    f"{record.stimulus_id}: image path must be {image_path(record.stimulus_id)}"
+                )
             if record.image_sha256 != sha256_bytes(png):
-                raise BundleError(f"{record.stimulus_id}: image_sha256 does not match its PNG bytes")
+                raise BundleError(
+                    f"{record.stimulus_id}: image_sha256 does not match its PNG bytes"
+                )
             (staging / record.image).write_bytes(png)
             lines.append(json.dumps(asdict(record), sort_keys=True))
             counts[record.kind] += 1
@@ -198,14 +202,18 @@ def read_bundle(path: str | os.PathLike[str], *, verify_images: bool = True) -> 
     version = header.get("version")
     if version not in SUPPORTED_BUNDLE_VERSIONS:
         known = ", ".join(str(v) for v in sorted(SUPPORTED_BUNDLE_VERSIONS))
-        raise BundleError(f"{root}: unsupported bundle version {version!r} (this server reads {known})")
+        raise BundleError(
+            f"{root}: unsupported bundle version {version!r} (this server reads {known})"
+        )
     manifest_path = root / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleError(f"{root}: {MANIFEST_FILE} is missing")
     manifest = manifest_path.read_bytes()
     manifest_sha256 = sha256_bytes(manifest)
     if manifest_sha256 != header.get("manifest_sha256"):
-        raise BundleError(f"{root}: {MANIFEST_FILE} does not match the hash in {META_FILE} (altered or truncated)")
+        raise BundleError(
+            f"{root}: {MANIFEST_FILE} does not match the hash in {META_FILE} (altered or truncated)"
+        )
     meta_fields = {f.name for f in fields(BundleMeta)}
     try:
         meta = BundleMeta(**{k: v for k, v in header.items() if k in meta_fields})
@@ -216,7 +224,9 @@ def read_bundle(path: str | os.PathLike[str], *, verify_images: bool = True) -> 
     if verify_images:
         for record in records:
             _verify_image(root, record)
-    return Bundle(path=root, version=version, meta=meta, manifest_sha256=manifest_sha256, records=records)
+    return Bundle(
+        path=root, version=version, meta=meta, manifest_sha256=manifest_sha256, records=records
+    )
 
 
 def _read_header(root: Path) -> dict[str, Any]:
@@ -244,18 +254,24 @@ def _parse_record(root: Path, number: int, line: str) -> StimulusRecord:
         expected = {f.name for f in fields(StimulusRecord)}
         if set(row) != expected:
             missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
-            raise BundleError(f"{root}: manifest line {number}: missing {missing}, unexpected {extra}")
+            raise BundleError(
+                f"{root}: manifest line {number}: missing {missing}, unexpected {extra}"
+            )
         record = StimulusRecord(**row)
     except json.JSONDecodeError as error:
         raise BundleError(f"{root}: manifest line {number} is not JSON: {error}") from error
     if record.kind not in ("adversarial", "catch"):
         raise BundleError(f"{root}: manifest line {number}: unknown kind {record.kind!r}")
     if record.image != image_path(record.stimulus_id):
-        raise BundleError(f"{root}: manifest line {number}: image path {record.image!r} is not allowed")
+        raise BundleError(
+            f"{root}: manifest line {number}: image path {record.image!r} is not allowed"
+        )
     return record
 
 
-def _check_consistency(root: Path, header: dict[str, Any], meta: BundleMeta, records: list[StimulusRecord]) -> None:
+def _check_consistency(
+    root: Path, header: dict[str, Any], meta: BundleMeta, records: list[StimulusRecord]
+) -> None:
     ids = [r.stimulus_id for r in records]
     if len(set(ids)) != len(ids):
         raise BundleError(f"{root}: duplicate stimulus ids in the manifest")
@@ -266,7 +282,9 @@ def _check_consistency(root: Path, header: dict[str, Any], meta: BundleMeta, rec
         if record.target is not None:
             labels.append(record.target)
         if any(not 0 <= label < meta.num_classes for label in labels):
-            raise BundleError(f"{root}: {record.stimulus_id} has a class outside 0..{meta.num_classes - 1}")
+            raise BundleError(
+                f"{root}: {record.stimulus_id} has a class outside 0..{meta.num_classes - 1}"
+            )
         if (record.defense, record.network, record.seed, record.checkpoint_sha256) != (
             meta.defense,
             meta.network,
@@ -275,9 +293,13 @@ def _check_consistency(root: Path, header: dict[str, Any], meta: BundleMeta, rec
         ):
             raise BundleError(f"{root}: {record.stimulus_id} names another model than {META_FILE}")
         if (record.kind == "adversarial") != (record.target is not None):
-            raise BundleError(f"{root}: {record.stimulus_id}: adversarial stimuli need a target, catch trials none")
+            raise BundleError(
+                f"{root}: {record.stimulus_id}: adversarial stimuli need a target, catch trials none"
+            )
     if counts != header.get("counts"):
-        raise BundleError(f"{root}: manifest holds {counts}, {META_FILE} says {header.get('counts')}")
+        raise BundleError(
+            f"{root}: manifest holds {counts}, {META_FILE} says {header.get('counts')}"
+        )
 
 
 def _verify_image(root: Path, record: StimulusRecord) -> None:
@@ -291,9 +313,10 @@ def _verify_image(root: Path, record: StimulusRecord) -> None:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.size != IMAGE_SIZE or image.mode != "L":
-                raise BundleError(f"{root}: image {record.image} is {image.size} {image.mode}, not 28x28 L")
+                raise BundleError(
+                    f"{root}: image {record.image} is {image.size} {image.mode}, not 28x28 L"
+                )
     except BundleError:
         raise
     except Exception as error:
         raise BundleError(f"{root}: image {record.image} is not a readable PNG: {error}") from error
-

@@ -78,7 +78,9 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
     return target
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Read and validate a checkpoint; CheckpointError says what is wrong with the file."""
     source = Path(path)
     if not source.is_file():

@@ -121,6 +121,7 @@ CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
 }
 
+
 def build_classifier(name: str, num_classes: int = 10) -> nn.Module:
     """A freshly initialised classifier by registry name ('fc' or 'lenet5')."""
     return CLASSIFIERS[canonical_network(name)](num_classes=num_classes)

@@ -694,8 +694,7 @@ def save_draft_statement(dialect: str) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["allocation_id", "position"],
         set_={
-            name: getattr(statement.excluded, name)
-            for name in ("label", "response_ms", "saved_at")
+            name: getattr(statement.excluded, name) for name in ("label", "response_ms", "saved_at")
         },
     ).returning(LabelDraft.__table__.c.allocation_id)
 

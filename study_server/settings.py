@@ -46,7 +46,9 @@ class MTurkSettings(BaseSettings):
     # MTurk's commission on the reward, used for the cost shown before a live publish.
     fee_fraction: Decimal = Field(default=Decimal("0.20"), ge=0)
     title: str = "Label 25 handwritten digits"
-    description: str = "Look at 25 small images of handwritten digits and pick the digit each one shows."
+    description: str = (
+        "Look at 25 small images of handwritten digits and pick the digit each one shows."
+    )
     keywords: str = "image, labeling, digits, handwriting, research"
     assignment_duration_s: int = Field(default=30 * 60, ge=30)
     lifetime_s: int = Field(default=7 * 24 * 3600, ge=60)

@@ -14,7 +14,9 @@ from fastapi import Path
 
 SLUG_MAX_LENGTH = 64
 SLUG_PATTERN = re.compile(rf"^[a-z0-9][a-z0-9-]{{0,{SLUG_MAX_LENGTH - 1}}}$")
-SLUG_RULE = f"lowercase letters, digits and '-', starting with a letter or digit, at most {SLUG_MAX_LENGTH}"
+SLUG_RULE = (
+    f"lowercase letters, digits and '-', starting with a letter or digit, at most {SLUG_MAX_LENGTH}"
+)
 
 Slug = Annotated[str, Path(max_length=SLUG_MAX_LENGTH)]
 

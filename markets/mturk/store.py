@@ -51,5 +51,3 @@ def mturk_allocations(session: Session, *, study_id: int) -> list[tuple[Allocati
         .order_by(Allocation.id)
     )
     return [(allocation, worker_id) for allocation, worker_id in rows]
-
-

@@ -90,9 +90,7 @@ class Split:
     labels: torch.Tensor
 
 
-def load_split(
-    args: argparse.Namespace, checkpoint: Checkpoint, split: str | None = None
-) -> Split:
+def load_split(args: argparse.Namespace, checkpoint: Checkpoint, split: str | None = None) -> Split:
     """`--split` (or `split`) of `--dataset` (default: the checkpoint's); UsageError when it
     cannot be loaded or its classes do not match the classifier's outputs."""
     from model.datasets import DatasetError, dataset_info, load_dataset

@@ -45,6 +45,8 @@ DEFENSE_CLASSES: dict[str, type[Defense]] = {
         AdversaryCriticDefense,
     )
 }
+
+
 def defense_class(name: str) -> type[Defense]:
     return DEFENSE_CLASSES[canonical_defense(name)]
 

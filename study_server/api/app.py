@@ -28,9 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # One pooled connection per database thread, and a few for anything outside the pool of
     # threads (the rate limit's audit): a request never opens a connection of its own.
-    engine = create_db_engine(
-        settings.database_url, pool_size=settings.db_threads, max_overflow=4
-    )
+    engine = create_db_engine(settings.database_url, pool_size=settings.db_threads, max_overflow=4)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

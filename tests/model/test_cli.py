@@ -113,7 +113,10 @@ def test_evaluate_json_and_markdown(fc_checkpoint: Path, tmp_path: Path, capsys)
         ),
         (["--attack", "cw", "--device", "toaster"], "--device 'toaster'"),
         (["--attack", "hc", "--max-iterations", "0"], "--max-iterations must be >= 1, got 0"),
-        (["--attack", "hc", "--step-clip", "nan"], "--step-clip must be a positive number, got nan"),
+        (
+            ["--attack", "hc", "--step-clip", "nan"],
+            "--step-clip must be a positive number, got nan",
+        ),
         (["--attack", "hc", "--threads", "0"], "--threads must be >= 1, got 0"),
     ],
 )

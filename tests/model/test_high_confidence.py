@@ -147,7 +147,7 @@ def test_training_form_is_second_order_through_the_classifier(small_fc, correct_
     second_order = weight_gradients(create_graph=True)
     first_order = weight_gradients(create_graph=False)
     assert all(bool(torch.isfinite(g).all()) for g in second_order)
-    difference = sum(float((a - b).norm()) for a, b in zip(second_order, first_order))
+    difference = sum(float((a - b).norm()) for a, b in zip(second_order, first_order, strict=True))
     assert difference > 1e-3 * sum(float(g.norm()) for g in first_order)
 
 

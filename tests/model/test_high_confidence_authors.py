@@ -96,8 +96,11 @@ def test_authors_numerics_match_an_independent_float32_loop(confident_fc, digits
     assert result.confidence.dtype == torch.float32
     assert torch.equal(result.confidence, confidence)
 
-    expected, updates, reached = zip(
-        *(authors_loop(confident_fc, image, int(t)) for image, t in zip(images, result.targets))
+    expected, updates, reached = zip(  # noqa: B905 (unzipping: three equal-length tuples)
+        *(
+            authors_loop(confident_fc, image, int(t))
+            for image, t in zip(images, result.targets, strict=True)
+        )
     )
     expected = torch.from_numpy(np.concatenate(expected))
     # Batched and one-image forward passes differ in the last float32 bits; the trajectories

@@ -51,9 +51,7 @@ def worked_study(database_url, make_bundle, aws_env, live_server_factory, capsys
 def _bonus_rows(url: str) -> dict[str, BonusStatus]:
     session = session_for(url)
     try:
-        return {
-            row.mturk_assignment_id: row.status for row in session.scalars(select(MTurkBonus))
-        }
+        return {row.mturk_assignment_id: row.status for row in session.scalars(select(MTurkBonus))}
     finally:
         session.close()
 
@@ -116,7 +114,9 @@ def test_a_failed_call_is_left_pending_and_finished_by_the_next_run(
     from markets.mturk.fake import Fault
 
     fake, settings, _ = worked_study
-    fake.fake.inject_faults(*(Fault("ServiceFault", "internal error", status=500) for _ in range(5)))
+    fake.fake.inject_faults(
+        *(Fault("ServiceFault", "internal error", status=500) for _ in range(5))
+    )
     code = mturk(["bonus", "--study", "ours-fc", "--all-confirmed", *BONUS], settings)
     # GetAccountBalance ate the faults with retries, or SendBonus ran out of them: either way
     # nothing was paid twice and the next run completes it.

@@ -42,8 +42,7 @@ def test_upgrading_to_0003_keeps_the_studys_work(
         (code,) = invite(url, "ours-fc", 1)
         accepted = lab_accept(web, "ours-fc", code=code).json()
         assert (
-            submit(web, accepted, code=code, labels=[1] * accepted["num_items"]).status_code
-            == 200
+            submit(web, accepted, code=code, labels=[1] * accepted["num_items"]).status_code == 200
         )
     server.stop()
     before = _counts(url)

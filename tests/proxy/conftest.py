@@ -48,7 +48,9 @@ def write_digit_bundle(
     pixels = to_numpy_pixels(quantize(images))
 
     def stimuli() -> Iterator[tuple[StimulusRecord, bytes]]:
-        for index, (label, target) in enumerate(zip(original_labels.tolist(), targets.tolist())):
+        for index, (label, target) in enumerate(
+            zip(original_labels.tolist(), targets.tolist(), strict=True)
+        ):
             stimulus_id = f"adv-{index:05d}"
             png = encode_png(pixels[index])
             record = StimulusRecord(

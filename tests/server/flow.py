@@ -69,7 +69,7 @@ def submit(
         **_who(worker, mturk_assignment, code),
         "labels": [
             {"position": p, "label": label, "response_ms": 800}
-            for p, label in zip(positions, labels)
+            for p, label in zip(positions, labels, strict=True)
         ],
     }
     return client.post(accepted["submit_url"], json=body)

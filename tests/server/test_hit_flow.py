@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -179,9 +179,11 @@ def test_the_lab_mode_needs_no_mturk(live_server, study):
 
 
 def test_an_abandoned_allocation_times_out_and_goes_back_to_the_pool(database_url, study):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     timeout = timedelta(minutes=20)
-    codes = dict(zip(["p0", "p1", "p2", "p-late"], invite(database_url, study.slug, 4)))
+    codes = dict(
+        zip(["p0", "p1", "p2", "p-late"], invite(database_url, study.slug, 4), strict=True)
+    )
     consent = consent_sha256(database_url, study.slug)
 
     def take(participant: str, at: datetime):

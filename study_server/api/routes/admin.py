@@ -18,7 +18,6 @@ from study_server.slug import Slug
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
 
 
-
 @router.get("/studies")
 def list_studies(session: SessionDep) -> list[StudyProgress]:
     slugs = session.scalars(select(Study.slug).order_by(Study.id)).all()
