@@ -38,7 +38,7 @@ from study_server.slug import SLUG_RULE, is_slug
 from study_server.split import replicate, split_into_assignments
 
 # The manifest fields kept per stimulus (the rest describe the model, kept once on the study).
-_STIMULUS_FIELDS = (
+STIMULUS_FIELDS = (
     "kind",
     "source_index",
     "original_label",
@@ -239,7 +239,7 @@ def _create_study(
                 "study_id": study.id,
                 "stimulus_key": record.stimulus_id,
                 "image_png": bundle.image_bytes(record),
-                **{name: fields[name] for name in _STIMULUS_FIELDS},
+                **{name: fields[name] for name in STIMULUS_FIELDS},
             }
         )
     stimulus_ids = dict(

@@ -37,6 +37,7 @@ from study_server.db.models import Event, Stimulus, StimulusKind, Study
 from study_server.db.session import begin_write
 from study_server.errors import ImportRefused
 from study_server.importer import (
+    STIMULUS_FIELDS,
     Protocol,
     add_assignments,
     check_labels_per_image,
@@ -47,23 +48,8 @@ from study_server.split import interleave, replicate
 
 # `studies.defense` of an interleaved study: its stimuli carry their own (`stimuli.defense`).
 INTERLEAVED = "interleaved"
-_COPIED = (
-    "kind",
-    "source_index",
-    "original_label",
-    "prediction_original",
-    "confidence_original",
-    "target",
-    "prediction_adversarial",
-    "confidence_adversarial",
-    "perturbation_l2",
-    "rho",
-    "success",
-    "reached_confidence",
-    "iterations",
-    "image_png",
-    "image_sha256",
-)
+# What a stimulus of the interleaved study copies from the member study's row.
+_COPIED = (*STIMULUS_FIELDS, "image_png")
 
 
 @dataclass(frozen=True)
