@@ -1,6 +1,6 @@
 """`advcritic table1`: evaluate checkpoints of several seeds and write Table 1.
 
-    advcritic table1 runs/table1-cpu --preset cpu --out docs/table1-cpu
+    advcritic table1 runs/table1-e20 --preset cpu --out docs/table1-e20
     advcritic table1 runs/paper --preset paper --out docs/table1-paper --device cuda
 
 Writes OUT.md and OUT.csv (mean and std over seeds beside the paper's numbers) and prints

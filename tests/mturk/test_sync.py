@@ -13,6 +13,12 @@ from testkit.studies import import_study
 from tests.fixtures.mturk import cli_settings, do_hit, records_by_image
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _verification(url: str) -> Verification:
     session = session_for(url)
     try:
@@ -142,7 +148,14 @@ def test_sync_watch_stops_on_ctrl_c_and_starts_again(
     command += ["--study", "ours-fc", "--database-url", url]
     for _ in range(2):  # stopped, then started again: nothing lost, nothing in the way
         process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A shell's background job ignores SIGINT, and a child inherits that: give the
+            # command Python's own Ctrl-C handling whatever started the test suite.
+            preexec_fn=_default_sigint,
         )
         assert process.stdout is not None
         header, first_run = process.stdout.readline(), process.stdout.readline()
