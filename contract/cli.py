@@ -4,6 +4,7 @@
     1    a service refused (MTurk, Prolific, the database): the message says what to do
     2    bad input: the message names the value and what would be accepted; nothing changed
     130  interrupted (Ctrl-C)
+    141  its output was closed early (`| head`): stopped there, one line on standard error
 
 Handlers raise `UsageError` (or an error type the command declares as bad input) and
 `run_command` turns it into one line on standard error and the status above, so `advcritic`,
@@ -12,12 +13,14 @@ Handlers raise `UsageError` (or an error type the command declares as bad input)
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 class UsageError(Exception):
@@ -44,3 +47,9 @@ def run_command(
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop where the command was, as a program killed
+        # by SIGPIPE would, without a traceback or a second error when Python flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"{name}: stopped: its output was closed", file=sys.stderr)
+        return EXIT_BROKEN_PIPE

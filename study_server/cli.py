@@ -593,10 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--labels-per-image",
         type=int,
-        default=1,
+        default=None,
         metavar="K",
         help="labels per image, each from a different person: K replicas of the assignments "
-        "(default 1, as in the paper)",
+        "(default 1, as in the paper; a study imported before keeps its own)",
     )
     sub.add_argument(
         "--experiment", help="join this experiment (made with `study-server experiment create`)"

@@ -104,14 +104,16 @@ def import_bundle(
     split_seed: int,
     protocol: Protocol | None = None,
     experiment: str | None = None,
-    labels_per_image: int = 1,
+    labels_per_image: int | None = None,
 ) -> ImportResult:
     """Import the bundle at `bundle_path` (BundleError if it cannot be trusted).
 
     A bundle imported before is the study already there: with `experiment` it joins it (if
     not in it), but its texts and policy change only through `study-server protocol`, and
-    its labels per image never change."""
-    check_labels_per_image(labels_per_image)
+    its labels per image never change (None: 1 for a new study, the study's own for one
+    imported before; another value is refused)."""
+    if labels_per_image is not None:
+        check_labels_per_image(labels_per_image)
     bundle = read_bundle(bundle_path)
     slug = slug or default_slug(bundle)
     protocol = protocol or Protocol()
@@ -128,7 +130,7 @@ def import_bundle(
                 f"study {slug!r} is imported already; change its texts or policy with "
                 f"`study-server protocol attach|attention {slug}` (nothing changed)"
             )
-        if existing.labels_per_image != labels_per_image:
+        if labels_per_image is not None and existing.labels_per_image != labels_per_image:
             session.rollback()
             raise ImportRefused(
                 f"study {slug!r} is imported already with {existing.labels_per_image} label(s) "
@@ -145,7 +147,7 @@ def import_bundle(
             split_seed=split_seed,
             protocol=protocol,
             experiment=experiment,
-            labels_per_image=labels_per_image,
+            labels_per_image=labels_per_image or 1,
         )
         session.commit()
     except IntegrityError:

@@ -74,6 +74,8 @@ def test_a_bad_labels_per_image_is_exit_2_naming_it(sqlite_database_url, small_b
     assert "15 stimuli in 9 assignments (3 labels per image, each from a different person" in out
     assert study_server([*base, "--labels-per-image", "2"]) == 2  # cannot change it
     assert "imported already with 3 label(s) per image" in capsys.readouterr().err
+    assert study_server(base) == 0  # without the option, a re-import keeps the study's K
+    assert "already imported as study 'ours-fc' (9 assignments)" in capsys.readouterr().out
 
 
 def _answer(record, person: int) -> int:
