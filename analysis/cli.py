@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
 from functools import partial
-from pathlib import Path
 
 from analysis.clustered import RESAMPLES
 from analysis.labels import AnalysisError, StudyLabels, read_database, read_export
+from analysis.output import write_output
 from analysis.proxy import proxy_results, render_proxy
 from analysis.report import FORMATS, render
 from analysis.table2 import SOURCES, choose_studies, compute_table2
@@ -156,15 +155,6 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     return run_command("analyze-study", lambda: _run(args), usage=(AnalysisError, DatabaseNotReady))
 
 
-def write_output(text: str, out: str | None) -> None:
-    """`text` to the file `out` (its folder made), or to standard output."""
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-
-
 def _run(args: argparse.Namespace) -> None:
     if args.all and args.defense:
         raise AnalysisError("--all and --defense exclude each other (--all is every defense)")
@@ -195,19 +185,6 @@ def _run(args: argparse.Namespace) -> None:
 
         for path in write_figures(table, args.figures):
             print(f"analyze-study: figure written to {path}", file=sys.stderr)
-
-
-def decimal_option(name: str):
-    def parse(text: str) -> Decimal:
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not value.is_finite() or value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be 0 or more, got {text!r}")
-        return value
-
-    return parse
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.cli import decimal_option, write_output
 from analysis.labels import AnalysisError
+from analysis.output import decimal_option, write_output
 from analysis.plan import PROLIFIC_FEE, Costs, Goal, make_plan, render_plan
 from analysis.simulate import Annotators, Arm, Design, StimulusSet, export_csv, simulate_study
 from contract.cli import run_command
