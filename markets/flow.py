@@ -4,6 +4,10 @@ server that got an answer their browser would not go on with."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 import httpx
 
 
@@ -27,3 +31,34 @@ def agreed_consent(client: httpx.Client, slug: str) -> str:
     """What a person's page does before the accept: read the study's consent text and agree
     to it; the SHA-256 the accept must carry."""
     return expect_ok("consent", client.get(f"/api/studies/{slug}/consent")).json()["sha256"]
+
+
+def open_page(client: httpx.Client, url: str, step: str) -> tuple[str, dict[str, str]]:
+    """What a browser does with the market's link: open the page (`url` may be absolute; it
+    is opened on `client`) and read the study's slug and the market's query parameters."""
+    parts = urlsplit(url)
+    expect_ok(step, client.get(f"{parts.path}?{parts.query}"))
+    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    return parts.path.rstrip("/").rsplit("/", 1)[-1], params
+
+
+def label_and_submit(
+    client: httpx.Client,
+    accepted: dict[str, Any],
+    who: dict[str, str],
+    *,
+    choose: Callable[[bytes], int],
+    response_ms: int,
+) -> tuple[tuple[bytes, ...], tuple[int, ...]]:
+    """What the page does after the accept: show each image, take the person's label
+    (`choose`), submit them all as `who`; the images and labels, once the server stored them."""
+    images = tuple(expect_ok("image", client.get(url)).content for url in accepted["item_urls"])
+    labels = tuple(choose(image) for image in images)
+    items = [
+        {"position": p, "label": label, "response_ms": response_ms}
+        for p, label in enumerate(labels)
+    ]
+    stored = expect_ok("submit", client.post(accepted["submit_url"], json={**who, "labels": items}))
+    if stored.json().get("status") != "stored":
+        raise FlowError("submit (not stored)", stored)
+    return images, labels

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from markets.flow import FlowError, agreed_consent
+from markets.flow import agreed_consent, label_and_submit, open_page
 from markets.flow import expect_ok as _ok
 
 
@@ -40,10 +40,7 @@ def open_assignment(
 
     `page_url` may be absolute (as MTurk frames it); it is opened on `study_server`.
     """
-    parts = urlsplit(page_url)
-    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
-    _ok("HIT page", study_server.get(f"{parts.path}?{parts.query}"))
-    slug = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    slug, params = open_page(study_server, page_url, "HIT page")
     accepted = study_server.post(
         f"/api/studies/{slug}/accept",
         json={
@@ -76,24 +73,10 @@ def do_hit(
         worker_site.post("/_worker/accept", json={"hitId": hit_id, "workerId": worker_id}),
     )
     params, accepted = open_assignment(study_server, taken.json()["url"])
-    images = tuple(_ok("image", study_server.get(url)).content for url in accepted["item_urls"])
-    labels = tuple(choose(image) for image in images)
-    stored = _ok(
-        "submit",
-        study_server.post(
-            accepted["submit_url"],
-            json={
-                "worker_id": worker_id,
-                "mturk_assignment_id": params["assignmentId"],
-                "labels": [
-                    {"position": p, "label": label, "response_ms": response_ms}
-                    for p, label in enumerate(labels)
-                ],
-            },
-        ),
+    who = {"worker_id": worker_id, "mturk_assignment_id": params["assignmentId"]}
+    images, labels = label_and_submit(
+        study_server, accepted, who, choose=choose, response_ms=response_ms
     )
-    if stored.json().get("status") != "stored":
-        raise FlowError("submit (not stored)", stored)
     if external_submit:
         _ok(
             "externalSubmit",

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from markets.flow import FlowError, agreed_consent
+from markets.flow import agreed_consent, label_and_submit, open_page
 from markets.flow import expect_ok as _ok
 
 
@@ -36,10 +35,7 @@ class Participation:
 def open_study(web: httpx.Client, url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     """What the study page does on load: read Prolific's parameters, show the consent text,
     and once the participant agreed, accept through the API."""
-    parts = urlsplit(url)
-    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
-    _ok("study page", web.get(f"{parts.path}?{parts.query}"))
-    slug = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    slug, params = open_page(web, url, "study page")
     ids = {
         "participant_id": params["PROLIFIC_PID"],
         "study_id": params["STUDY_ID"],
@@ -73,23 +69,7 @@ def take_part(
         ),
     )
     slug, ids, accepted = open_study(web, started.json()["url"])
-    images = tuple(_ok("image", web.get(url)).content for url in accepted["item_urls"])
-    labels = tuple(choose(image) for image in images)
-    stored = _ok(
-        "submit",
-        web.post(
-            accepted["submit_url"],
-            json={
-                **ids,
-                "labels": [
-                    {"position": p, "label": label, "response_ms": response_ms}
-                    for p, label in enumerate(labels)
-                ],
-            },
-        ),
-    )
-    if stored.json().get("status") != "stored":
-        raise FlowError("submit (not stored)", stored)
+    images, labels = label_and_submit(web, accepted, ids, choose=choose, response_ms=response_ms)
     completion = None
     if complete:
         done = _ok("completion URL", web.post(f"/api/prolific/{slug}/complete", json=ids))
