@@ -12,12 +12,17 @@ and hammered by the same client in the same run (the ceiling this machine and cl
 allow). After the run the database is checked: every label stored once.
 Goals, as ratios to the bare endpoint in the same run: zero errors, the study's p99 at most
 2x the bare endpoint's p99, and server CPU per request at most 1.5x the bare endpoint's.
+
+Then (`--steps N`, 200 by default) each kind of request alone, on a second study of N
+assignments: every page, then every accept, every image, every save, every submit, each
+kind with the server's CPU per request. The replay mixes them; this says where the CPU goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -26,6 +31,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,7 @@ from fastapi import FastAPI
 ROOT = Path(__file__).resolve().parents[1]
 # The page's data block (label.html): the accept carries its consentSha256.
 CONFIG = re.compile(r'<script type="application/json" id="config">(.*?)</script>', re.DOTALL)
+SUBMIT_HOST = "https://workersandbox.mturk.com"
 sys.path.insert(0, str(ROOT))
 
 # A bare endpoint: what uvicorn + FastAPI + this client do with no work behind them.
@@ -79,67 +87,100 @@ class Recorder:
         return [v for values in self.latency.values() for v in values]
 
 
-async def worker_flow(recorder: Recorder, slug: str, index: int, num_hits: int) -> None:
-    worker, assignment, hit = (
-        f"BENCHW{index:05d}",
-        f"BENCHA{index:05d}",
-        f"BENCHHIT{index % num_hits:05d}",
+@dataclass(frozen=True)
+class Person:
+    """A simulated MTurk worker: their ids, from a prefix (each study its own) and a number."""
+
+    prefix: str
+    index: int
+
+    @property
+    def worker(self) -> str:
+        return f"{self.prefix}W{self.index:05d}"
+
+    @property
+    def assignment(self) -> str:
+        return f"{self.prefix}A{self.index:05d}"
+
+    @property
+    def hit(self) -> str:
+        return f"{self.prefix}HIT{self.index:05d}"
+
+
+async def open_page(recorder: Recorder, slug: str, person: Person) -> str | None:
+    """The accepted HIT page; returns the SHA-256 of the consent text it shows."""
+    params = {
+        "assignmentId": person.assignment,
+        "hitId": person.hit,
+        "workerId": person.worker,
+        "turkSubmitTo": SUBMIT_HOST,
+    }
+    page = await recorder.call("page", "GET", f"/hit/{slug}", params=params)
+    if page is None:
+        return None
+    return json.loads(CONFIG.search(page.decode()).group(1))["consentSha256"]
+
+
+async def accept(recorder: Recorder, slug: str, person: Person, consent: str) -> dict | None:
+    mturk = {
+        "assignment_id": person.assignment,
+        "hit_id": person.hit,
+        "turk_submit_to": SUBMIT_HOST,
+    }
+    body = {"worker_id": person.worker, "mturk": mturk, "consent_sha256": consent}
+    accepted = await recorder.call("accept", "POST", f"/api/studies/{slug}/accept", json=body)
+    return None if accepted is None else json.loads(accepted)
+
+
+def labels_for(person: Person, accepted: dict) -> list[dict[str, int]]:
+    return [
+        {"position": p, "label": (person.index + p) % 10, "response_ms": 900}
+        for p in range(accepted["num_items"])
+    ]
+
+
+async def save(recorder: Recorder, person: Person, accepted: dict, label: dict[str, int]) -> None:
+    """One label kept on the server as it is given (a reload resumes)."""
+    await recorder.call(
+        "save",
+        "PUT",
+        f"{accepted['label_url_prefix']}{label['position']}",
+        json={
+            "worker_id": person.worker,
+            "mturk_assignment_id": person.assignment,
+            "label": label["label"],
+            "response_ms": label["response_ms"],
+        },
     )
-    submit_host = "https://workersandbox.mturk.com"
+
+
+async def submit(recorder: Recorder, person: Person, accepted: dict) -> None:
+    body = {
+        "worker_id": person.worker,
+        "mturk_assignment_id": person.assignment,
+        "labels": labels_for(person, accepted),
+    }
+    await recorder.call("submit", "POST", accepted["submit_url"], json=body)
+
+
+async def worker_flow(recorder: Recorder, slug: str, person: Person) -> None:
     await recorder.call(
         "preview",
         "GET",
         f"/hit/{slug}",
-        params={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": hit},
+        params={"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": person.hit},
     )
-    params = {
-        "assignmentId": assignment,
-        "hitId": hit,
-        "workerId": worker,
-        "turkSubmitTo": submit_host,
-    }
-    page = await recorder.call("page", "GET", f"/hit/{slug}", params=params)
-    if page is None:
-        return
     # The worker reads the consent text and agrees: the page sends the SHA-256 it was shown.
-    config = json.loads(CONFIG.search(page.decode()).group(1))
-    accepted = await recorder.call(
-        "accept",
-        "POST",
-        f"/api/studies/{slug}/accept",
-        json={
-            "worker_id": worker,
-            "mturk": {"assignment_id": assignment, "hit_id": hit, "turk_submit_to": submit_host},
-            "consent_sha256": config["consentSha256"],
-        },
-    )
+    consent = await open_page(recorder, slug, person)
+    if consent is None:
+        return
+    accepted = await accept(recorder, slug, person, consent)
     if accepted is None:
         return
-    body = json.loads(accepted)
-    labels = [
-        {"position": p, "label": (index + p) % 10, "response_ms": 900}
-        for p in range(body["num_items"])
-    ]
-    for url, label in zip(body["item_urls"], labels, strict=True):
+    for url, label in zip(accepted["item_urls"], labels_for(person, accepted), strict=True):
         await recorder.call("image", "GET", url)
-        # The page keeps each label on the server as it is given (a reload resumes).
-        await recorder.call(
-            "save",
-            "PUT",
-            f"{body['label_url_prefix']}{label['position']}",
-            json={
-                "worker_id": worker,
-                "mturk_assignment_id": assignment,
-                "label": label["label"],
-                "response_ms": label["response_ms"],
-            },
-        )
-    await recorder.call(
-        "submit",
-        "POST",
-        body["submit_url"],
-        json={"worker_id": worker, "mturk_assignment_id": assignment, "labels": labels},
-    )
+        await save(recorder, person, accepted, label)
+    await submit(recorder, person, accepted)
 
 
 def _client(url: str, clients: int) -> aiohttp.ClientSession:
@@ -149,34 +190,80 @@ def _client(url: str, clients: int) -> aiohttp.ClientSession:
     )
 
 
-async def replay_study(
-    url: str, slug: str, *, assignments: int, clients: int
+async def run_jobs(
+    url: str, clients: int, jobs: Iterable[Callable[[Recorder], Awaitable[None]]]
 ) -> tuple[Recorder, float]:
-    todo = iter(range(assignments))
+    """`jobs` run by `clients` concurrent clients, each taking the next job when done."""
+    todo = iter(jobs)
     async with _client(url, clients) as session:
         recorder = Recorder(session)
 
         async def run_client() -> None:
-            for index in todo:
-                await worker_flow(recorder, slug, index, assignments)
+            for job in todo:
+                await job(recorder)
 
         started = time.perf_counter()
         await asyncio.gather(*(run_client() for _ in range(clients)))
         return recorder, time.perf_counter() - started
 
 
-async def hammer_bare(url: str, *, requests: int, clients: int) -> tuple[Recorder, float]:
-    todo = iter(range(requests))
-    async with _client(url, clients) as session:
-        recorder = Recorder(session)
+def replay_study(url: str, slug: str, *, assignments: int, clients: int) -> tuple[Recorder, float]:
+    people = [Person("BENCH", i) for i in range(assignments)]
+    jobs = [functools.partial(worker_flow, slug=slug, person=p) for p in people]
+    return asyncio.run(run_jobs(url, clients, jobs))
 
-        async def run_client() -> None:
-            for _ in todo:
-                await recorder.call("bare", "GET", "/bare")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(run_client() for _ in range(clients)))
-        return recorder, time.perf_counter() - started
+def step_costs(server: Any, slug: str, *, assignments: int, clients: int) -> list[tuple]:
+    """Each step of the study alone, all of its requests in a row (every page, then every
+    accept, ...): the server's CPU per request of each kind, which the whole replay mixes."""
+    people = [Person("STEP", i) for i in range(assignments)]
+    consent: dict[int, str] = {}
+    accepted: dict[int, dict] = {}
+
+    async def page(recorder: Recorder, person: Person) -> None:
+        consent[person.index] = await open_page(recorder, slug, person) or ""
+
+    async def accept_one(recorder: Recorder, person: Person) -> None:
+        accepted[person.index] = await accept(recorder, slug, person, consent[person.index])
+
+    async def image(recorder: Recorder, person: Person, position: int) -> None:
+        await recorder.call("image", "GET", accepted[person.index]["item_urls"][position])
+
+    async def save_one(recorder: Recorder, person: Person, position: int) -> None:
+        held = accepted[person.index]
+        await save(recorder, person, held, labels_for(person, held)[position])
+
+    async def submit_one(recorder: Recorder, person: Person) -> None:
+        await submit(recorder, person, accepted[person.index])
+
+    phases: list[tuple[str, Callable[[], list]]] = [
+        ("page", lambda: [functools.partial(page, person=p) for p in people]),
+        ("accept", lambda: [functools.partial(accept_one, person=p) for p in people]),
+        ("image", lambda: _per_item(image, people, accepted)),
+        ("save", lambda: _per_item(save_one, people, accepted)),
+        ("submit", lambda: [functools.partial(submit_one, person=p) for p in people]),
+    ]
+    costs = []
+    for step, jobs in phases:
+        cpu_before = server.cpu_seconds()
+        recorder, _ = asyncio.run(run_jobs(server.url, clients, jobs()))
+        costs.append((step, recorder, server.cpu_seconds() - cpu_before))
+    return costs
+
+
+def _per_item(step: Callable, people: list[Person], accepted: dict[int, dict]) -> list:
+    return [
+        functools.partial(step, person=p, position=position)
+        for p in people
+        for position in range(accepted[p.index]["num_items"])
+    ]
+
+
+def hammer_bare(url: str, *, requests: int, clients: int) -> tuple[Recorder, float]:
+    async def bare_request(recorder: Recorder) -> None:
+        await recorder.call("bare", "GET", "/bare")
+
+    return asyncio.run(run_jobs(url, clients, [bare_request] * requests))
 
 
 def main() -> int:
@@ -187,11 +274,19 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes of the study server"
     )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        metavar="N",
+        help="after the replay, each step alone on a second study of N assignments: the "
+        "server's CPU per request of each kind (0: skip)",
+    )
     args = parser.parse_args()
 
     from sqlalchemy import func, select
 
-    from study_server.db.models import Label
+    from study_server.db.models import Assignment, Label, Study
     from study_server.synthetic import write_synthetic_bundle
     from testkit.databases import DatabaseFactory, session_for
     from testkit.servers import serve_process
@@ -209,17 +304,34 @@ def main() -> int:
                 Path(workdir) / "bundle", n_adversarial=args.assignments * args.items
             )
             study = import_study(url, bundle, items_per_assignment=args.items)
-            register_hits(url, study.slug, [f"BENCHHIT{i:05d}" for i in range(args.assignments)])
+            register_hits(
+                url, study.slug, [Person("BENCH", i).hit for i in range(args.assignments)]
+            )
+            if args.steps:
+                steps_bundle = write_synthetic_bundle(
+                    Path(workdir) / "steps", n_adversarial=args.steps * args.items, defense="vat"
+                )
+                steps_study = import_study(
+                    url, steps_bundle, items_per_assignment=args.items, slug="steps"
+                )
+                register_hits(
+                    url, steps_study.slug, [Person("STEP", i).hit for i in range(args.steps)]
+                )
 
             with serve_process(url, workers=args.workers) as server:
                 cpu_before, client_before = server.cpu_seconds(), time.process_time()
-                recorder, elapsed = asyncio.run(
-                    replay_study(
-                        server.url, study.slug, assignments=args.assignments, clients=args.clients
-                    )
+                recorder, elapsed = replay_study(
+                    server.url, study.slug, assignments=args.assignments, clients=args.clients
                 )
                 recorder.server_cpu = server.cpu_seconds() - cpu_before
                 recorder.client_cpu = time.process_time() - client_before
+                steps = (
+                    step_costs(
+                        server, steps_study.slug, assignments=args.steps, clients=args.clients
+                    )
+                    if args.steps
+                    else []
+                )
             bare_requests = len(recorder.all()) // 2
             bare_command = [
                 sys.executable,
@@ -239,21 +351,32 @@ def main() -> int:
             bare_port_command = _with_free_port(bare_command)
             with serve_process(url, command=bare_port_command, health_path="/bare") as bare_server:
                 cpu_before, client_before = bare_server.cpu_seconds(), time.process_time()
-                bare_recorder, bare_elapsed = asyncio.run(
-                    hammer_bare(bare_server.url, requests=bare_requests, clients=args.clients)
+                bare_recorder, bare_elapsed = hammer_bare(
+                    bare_server.url, requests=bare_requests, clients=args.clients
                 )
                 bare_recorder.server_cpu = bare_server.cpu_seconds() - cpu_before
                 bare_recorder.client_cpu = time.process_time() - client_before
             session = session_for(url)
             try:
-                stored = session.scalar(select(func.count()).select_from(Label))
-                distinct = session.scalar(select(func.count(func.distinct(Label.stimulus_id))))
+                of_replay = (
+                    select(Label.id)
+                    .join(Assignment, Assignment.id == Label.assignment_id)
+                    .join(Study, Study.id == Assignment.study_id)
+                    .where(Study.slug == study.slug)
+                )
+                stored = session.scalar(select(func.count()).where(Label.id.in_(of_replay)))
+                distinct = session.scalar(
+                    select(func.count(func.distinct(Label.stimulus_id))).where(
+                        Label.id.in_(of_replay)
+                    )
+                )
             finally:
                 session.close()
         finally:
             databases.drop_all()
 
     _report(args, recorder, elapsed, bare_recorder, bare_elapsed, stored, distinct)
+    _report_steps(steps, bare_recorder)
     return 0
 
 
@@ -317,6 +440,22 @@ def _report(args, recorder, elapsed, bare_recorder, bare_elapsed, stored, distin
     print(f"  machine load average during the run: {' '.join(load)} on {os.cpu_count()} cores")
     for error in recorder.errors[:5]:
         print(f"  error: {error}")
+
+
+def _report_steps(steps: list[tuple], bare: Recorder) -> None:
+    """Where the server's CPU goes: each step alone, against the bare endpoint's."""
+    if not steps:
+        return
+    bare_cpu = bare.server_cpu / max(1, len(bare.all()))
+    print("each step alone (a second study; all requests of a kind in a row), server CPU:")
+    for step, recorder, cpu in steps:
+        n = max(1, len(recorder.all()))
+        print(
+            f"    {step:<8} n={n:<6} {cpu / n * 1000:6.2f} ms a request "
+            f"({cpu / n / max(bare_cpu, 1e-9):5.2f}x bare)   "
+            f"p99 {percentile(recorder.all(), 0.99) * 1000:6.1f} ms   "
+            f"errors {len(recorder.errors)}"
+        )
 
 
 if __name__ == "__main__":

@@ -121,9 +121,17 @@ def _live(now: datetime):
 
 
 def refuse_sibling_participant(
-    session: Session, *, study_id: int, source: WorkerSource, external_id: str
+    session: Session,
+    *,
+    study_id: int,
+    experiment_id: int | None,
+    source: WorkerSource,
+    external_id: str,
 ) -> None:
-    """Rule 8: refuse a person who took part in another study of the same experiment."""
+    """Rule 8: refuse a person who took part in another study of the same experiment.
+    `experiment_id` is the study's (None: a study of its own, nothing to ask)."""
+    if experiment_id is None:
+        return
     others = [i for i in sibling_study_ids(session, study_id=study_id) if i != study_id]
     if not others:
         return

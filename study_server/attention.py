@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,15 +200,20 @@ def assess(
     *,
     labels: Sequence[tuple[int, int, int | None]],
     policy: AttentionPolicy | None,
+    catch_truth: Mapping[int, int] | None = None,
 ) -> None:
     """Judge a submission (position, label, response_ms per item) and store the outcome on
-    its allocation, in the caller's transaction. No policy at all: not_applicable."""
+    its allocation, in the caller's transaction. No policy at all: not_applicable.
+    `catch_truth` (position -> true class of the catch trials) saves the query for it when
+    the caller has read the assignment's items already."""
     if policy is None:
         allocation.attention = AttentionOutcome.not_applicable
         allocation.attention_detail = None
         allocation.attention_policy_id = None
         return
-    truth = _catch_labels(session, allocation.assignment_id)
+    truth = (
+        catch_truth if catch_truth is not None else _catch_labels(session, allocation.assignment_id)
+    )
     given = {position: label for position, label, _ in labels}
     assessment = judge(
         PolicySpec.of(policy),

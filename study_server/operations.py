@@ -52,6 +52,7 @@ from study_server.db.models import (
     LabelDraft,
     ProtocolText,
     Stimulus,
+    StimulusKind,
     Study,
     TextKind,
     Verification,
@@ -236,10 +237,10 @@ def _accept_once(
     ):
         raise ForbiddenError("this invitation code is not one of this study")
     rules.expire_overdue(session, study_id=study.id, now=now)
-    worker_row = _get_or_create_worker(session, worker)
+    worker_id = _get_or_create_worker(session, worker)
     held = session.scalar(
         select(Allocation)
-        .where(Allocation.study_id == study.id, Allocation.worker_id == worker_row.id)
+        .where(Allocation.study_id == study.id, Allocation.worker_id == worker_id)
         .with_for_update()
     )
     if held is not None and held.status == AllocationStatus.submitted:
@@ -273,7 +274,11 @@ def _accept_once(
         session.commit()
         return result
     rules.refuse_sibling_participant(
-        session, study_id=study.id, source=worker.source, external_id=worker.external_id
+        session,
+        study_id=study.id,
+        experiment_id=study.experiment_id,
+        source=worker.source,
+        external_id=worker.external_id,
     )
     rules.check_address(
         session,
@@ -293,7 +298,7 @@ def _accept_once(
     assignment = choice.assignment
     if assignment.status == AssignmentStatus.available:
         assignment.status = AssignmentStatus.allocated
-    allocation = held or Allocation(study_id=study.id, worker_id=worker_row.id)
+    allocation = held or Allocation(study_id=study.id, worker_id=worker_id)
     allocation.assignment_id = assignment.id
     allocation.status = AllocationStatus.active
     allocation.allocated_at = now
@@ -308,9 +313,9 @@ def _accept_once(
     allocation.mturk_assignment_id = allocation.hit_id = allocation.turk_submit_to = None
     if mturk is not None:
         _attach_mturk(allocation, mturk)
+    _record_consent(session, allocation, consent, now, renewed=False)
     session.add(allocation)
     session.flush()
-    _record_consent(session, allocation, consent, now, renewed=False)
     if held is not None:  # labels saved under an earlier, expired hold are not for this one
         session.execute(delete(LabelDraft).where(LabelDraft.allocation_id == allocation.id))
     outcome = AcceptOutcome.shared if choice.shared else AcceptOutcome.allocated
@@ -411,18 +416,30 @@ def _accepted(
     )
 
 
-def _get_or_create_worker(session: Session, worker: WorkerRef) -> Worker:
-    """The person's row, locked: their claims take turns (allocation rule 8)."""
-    row = session.scalar(
-        select(Worker)
-        .where(Worker.source == worker.source, Worker.external_id == worker.external_id)
-        .with_for_update()
+def _get_or_create_worker(session: Session, worker: WorkerRef) -> int:
+    """The person's row id, the row locked: their claims take turns (allocation rule 8).
+
+    One upsert: ON CONFLICT DO UPDATE locks the existing row as FOR UPDATE would (on SQLite
+    the write lock is already held), and a concurrent twin's insert waits for it."""
+    statement = _worker_upsert(session.get_bind().dialect.name)
+    values = {"source": worker.source, "external_id": worker.external_id}
+    return session.execute(statement, values).scalar_one()
+
+
+@functools.cache
+def _worker_upsert(dialect: str) -> Any:
+    """Built once per dialect, on the table (an ORM insert would go through the ORM's bulk
+    machinery, which cost more than the statement)."""
+    table = Worker.__table__
+    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = upsert(table).values(
+        source=bindparam("source", type_=table.c.source.type),
+        external_id=bindparam("external_id", type_=table.c.external_id.type),
     )
-    if row is None:
-        row = Worker(source=worker.source, external_id=worker.external_id)
-        session.add(row)
-        session.flush()  # a concurrent twin makes this raise IntegrityError: the caller retries
-    return row
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.source, table.c.external_id],
+        set_={"external_id": statement.excluded.external_id},
+    ).returning(table.c.id)
 
 
 # Built once: the hottest query of a study (25 per assignment); constructing it per call
@@ -505,24 +522,24 @@ def _submit_once(
     assignment, allocation = _own_allocation(
         session, assignment_public_id, worker, mturk_assignment_id
     )
-    items = session.execute(
-        select(AssignmentItem.position, AssignmentItem.stimulus_id).where(
-            AssignmentItem.assignment_id == assignment.id
-        )
-    ).all()
-    stimulus_at = dict(items)
-    num_classes = session.scalar(select(Study.num_classes).where(Study.id == assignment.study_id))
-    _validate_labels(labels, positions=set(stimulus_at), num_classes=int(num_classes or 0))
+    items = _submission_items(session, assignment.id)
+    stimulus_at = {item.position: item.stimulus_id for item in items}
+    num_classes = items[0].num_classes if items else 0
+    _validate_labels(labels, positions=set(stimulus_at), num_classes=num_classes)
     if allocation.status == AllocationStatus.submitted:
         return _resubmission(session, allocation=allocation, labels=labels, worker=worker)
-    if allocation.status == AllocationStatus.expired:
-        if assignment.status != AssignmentStatus.available:
-            raise ConflictError(
-                "your time for this assignment ran out and it was given to someone else"
-            )
-        assignment.status = AssignmentStatus.allocated  # late, but nobody else has it: take it
-    session.execute(
-        insert(Label),
+    if allocation.status == AllocationStatus.expired and assignment.status != (
+        AssignmentStatus.available
+    ):
+        raise ConflictError(
+            "your time for this assignment ran out and it was given to someone else"
+        )
+    # Everything read before anything changes: one UPDATE per row at the commit, not one
+    # per autoflush.
+    policy = attention.current_policy(session, study_id=assignment.study_id)
+    debrief = require_text(session, study_id=assignment.study_id, kind=TextKind.debrief)
+    session.execute(  # on the table: the ORM's bulk insert cost more than the statement
+        insert(Label.__table__),
         [
             {
                 "allocation_id": allocation.id,
@@ -537,7 +554,7 @@ def _submit_once(
         ],
     )
     session.execute(delete(LabelDraft).where(LabelDraft.allocation_id == allocation.id))
-    late = allocation.status == AllocationStatus.expired
+    late = allocation.status == AllocationStatus.expired  # late, but nobody else has it: take it
     allocation.status = AllocationStatus.submitted
     allocation.submitted_at = now
     allocation.source_address = None
@@ -546,9 +563,11 @@ def _submit_once(
         session,
         allocation,
         labels=[(item.position, item.label, item.response_ms) for item in labels],
-        policy=attention.current_policy(session, study_id=assignment.study_id),
+        policy=policy,
+        catch_truth={
+            item.position: item.original_label for item in items if item.kind == StimulusKind.catch
+        },
     )
-    debrief = require_text(session, study_id=assignment.study_id, kind=TextKind.debrief)
     allocation.debrief_text_id = debrief.id
     allocation.debriefed_at = now
     record_event(
@@ -567,6 +586,23 @@ def _submit_once(
     )
     session.commit()
     return Submitted(already_submitted=False, num_labels=len(labels), debrief=ShownText.of(debrief))
+
+
+def _submission_items(session: Session, assignment_id: int) -> Sequence[Any]:
+    """The assignment's items, each with what judging a submission needs (its stimulus, catch
+    trial or not, the true class) and the study's number of classes: one query."""
+    return session.execute(
+        select(
+            AssignmentItem.position,
+            AssignmentItem.stimulus_id,
+            Stimulus.kind,
+            Stimulus.original_label,
+            Study.num_classes,
+        )
+        .join(Stimulus, Stimulus.id == AssignmentItem.stimulus_id)
+        .join(Study, Study.id == Stimulus.study_id)
+        .where(AssignmentItem.assignment_id == assignment_id)
+    ).all()
 
 
 def draft_values(

@@ -163,7 +163,11 @@ def _admit(session: Session, study_slug: str, ids: ProlificIds) -> Accepted | No
     begin_write(session)
     study = check_study(session, study_slug=study_slug, ids=ids)
     refuse_sibling_participant(
-        session, study_id=study.id, source=WorkerSource.prolific, external_id=ids.participant_id
+        session,
+        study_id=study.id,
+        experiment_id=study.experiment_id,
+        source=WorkerSource.prolific,
+        external_id=ids.participant_id,
     )
     bound = session.scalar(
         select(ProlificSession)

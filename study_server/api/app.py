@@ -16,7 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from study_server.api.clients import ClientGate, RateLimit
 from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
-from study_server.db.session import create_db_engine, create_session_factory
+from study_server.db.loop_statements import LoopDatabase
+from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
 from study_server.settings import Settings, get_settings
@@ -30,11 +31,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # threads (the rate limit's audit): a request never opens a connection of its own.
     engine = create_db_engine(settings.database_url, pool_size=settings.db_threads, max_overflow=4)
 
+    # PostgreSQL: the one-statement hot paths run on the event loop (loop_statements.py).
+    loop_db = (
+        None
+        if is_sqlite(settings.database_url)
+        else LoopDatabase(engine, size=settings.db_loop_connections)
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
-        yield
-        engine.dispose()
+        if loop_db is not None:
+            await loop_db.open()
+        try:
+            yield
+        finally:
+            if loop_db is not None:
+                await loop_db.close()
+            engine.dispose()
 
     app = FastAPI(
         title="Adversary-critic labeling study",
@@ -45,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.loop_db = loop_db
     app.state.session_factory = session_factory = create_session_factory(engine)
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()

@@ -45,17 +45,27 @@ def test_a_label_is_kept_and_replaced_and_every_rule_still_refuses(live_server, 
     assert _drafts(database_url) == {0: (4, 1234)}
 
 
-def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_server):
+def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_server, monkeypatch):
     """The page sends a label per image, the server's most frequent write: in the common
-    case one statement (an upsert whose SELECT carries the rules); the rule-by-rule path
-    runs only for a label it refuses, to say why."""
-    engine = live_server.server.config.app.state.engine
+    case one statement (an upsert whose SELECT carries the rules), awaited on the event loop
+    on PostgreSQL and on a pooled connection on SQLite; the rule-by-rule path runs only for
+    a label it refuses, to say why."""
+    state = live_server.server.config.app.state
+    engine, loop_db = state.engine, state.loop_db
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
             statements.append(statement)
 
+    if loop_db is not None:  # PostgreSQL: the statements the loop's connections run
+        run_on_loop = loop_db.first
+
+        async def first(statement, values):
+            statements.append(loop_db.statement(statement).sql)
+            return await run_on_loop(statement, values)
+
+        monkeypatch.setattr(loop_db, "first", first)
     with live_server.client() as web:
         accepted = mturk_accept(web, "ours-fc", worker="AW1", assignment="A1").json()
         me = {"worker": "AW1", "mturk_assignment": "A1"}
@@ -68,3 +78,4 @@ def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_s
             assert len(statements) > 1  # the detailed path ran to find the reason
         finally:
             event.remove(engine, "before_cursor_execute", record)
+    assert _drafts(live_server.settings.database_url) == {2: (7, 700)}

@@ -47,6 +47,7 @@ from study_server.operations import (
     draft_values,
     item_image,
     save_draft,
+    save_draft_statement,
     save_label,
     submit,
 )
@@ -54,7 +55,8 @@ from study_server.protocol_texts import ConsentChanged, ShownText, require_text
 from study_server.slug import Slug
 
 router = APIRouter(prefix="/api", tags=["labeling"])
-Saved = SaveLabelResponse(status="saved")
+# The answer to a saved label, encoded once: the most frequent response of a study.
+SAVED_JSON = SaveLabelResponse(status="saved").model_dump_json().encode()
 
 PublicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Position = Annotated[int, Path(ge=0, lt=MAX_ITEMS)]
@@ -263,13 +265,14 @@ async def get_item_image(request: Request, public_id: PublicId, position: Positi
 )
 async def put_label(
     request: Request, public_id: PublicId, position: Position, body: SaveLabelRequest
-) -> SaveLabelResponse:
+) -> Response:
     """One label as the person gives it, kept until the submission (a reload resumes).
 
     The page sends one per image: the server's most frequent write. An MTurk worker's label
-    (the worker is who the body says; the statement checks the hold) is one statement on a
-    bare connection; a lab code, and a label that statement refuses, take the detailed path,
-    which says why."""
+    (the worker is who the body says; the statement checks the hold) is one statement,
+    awaited on the event loop on PostgreSQL (`loop_statements`), on a bare connection in the
+    thread pool on SQLite; a lab code, and a label that statement refuses, take the detailed
+    path, which says why."""
     audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
     item = LabelInput(position, body.label, body.response_ms)
     if audited is not None:
@@ -280,8 +283,13 @@ async def put_label(
             item=item,
             now=_now(),
         )
-        if await in_connection(request, lambda connection: save_draft(connection, values)):
-            return Saved
+        loop_db = request.app.state.loop_db
+        if loop_db is not None:
+            saved = await loop_db.first(save_draft_statement("postgresql"), values) is not None
+        else:
+            saved = await in_connection(request, lambda connection: save_draft(connection, values))
+        if saved:
+            return _saved()
 
     def work(session: Session) -> None:
         worker, mturk_assignment_id = _person(session, body)
@@ -300,7 +308,12 @@ async def put_label(
             "save_label", audited, {"assignment": public_id, "position": position}, work
         ),
     )
-    return Saved
+    return _saved()
+
+
+def _saved() -> Response:
+    """`SaveLabelResponse(status="saved")`, without validating and encoding it per request."""
+    return Response(SAVED_JSON, media_type="application/json")
 
 
 @router.post("/assignments/{public_id}/submit", name="submit_labels", response_model=SubmitResponse)

@@ -1,0 +1,76 @@
+"""The statements awaited on the event loop (PostgreSQL): rendered from the same SQLAlchemy
+expression, with the same SQL and the same converted parameters that SQLAlchemy sends, and
+each one committed on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, insert, select
+
+from study_server.db.loop_statements import LoopDatabase, LoopStatement
+from study_server.db.models import Event, WorkerSource
+from study_server.db.session import create_db_engine
+from study_server.operations import (
+    LabelInput,
+    WorkerRef,
+    draft_values,
+    save_draft,
+    save_draft_statement,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def test_a_statement_is_sent_as_sqlalchemy_would_send_it(postgres_database_url):
+    """Enums become their names, `UTCDateTime` its UTC value, constants are filled in."""
+    engine = create_db_engine(postgres_database_url)
+    values = draft_values(
+        assignment_public_id="nobody-holds-this",
+        worker=WorkerRef(WorkerSource.mturk, "AW1"),
+        mturk_assignment_id="A1",
+        item=LabelInput(position=3, label=7, response_ms=900),
+        now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+    )
+    sent: list[tuple[str, dict]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement, dict(parameters)))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.begin() as connection:
+            assert save_draft(connection, values) is False  # no such hold: nothing written
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+        engine.dispose()
+    ((sql, parameters),) = sent
+    rendered = LoopStatement(save_draft_statement("postgresql"), engine)
+    assert rendered.sql == sql
+    assert rendered.parameters(values) == parameters
+    assert parameters["source"] == "mturk" and parameters["status_1"] == "active"
+
+
+def test_each_statement_on_the_loop_is_committed_and_its_row_returned(postgres_database_url):
+    engine = create_db_engine(postgres_database_url)
+    statement = (
+        insert(Event).values(kind="loop-test", detail={"n": 1}).returning(Event.id, Event.kind)
+    )
+
+    async def run() -> tuple | None:
+        database = LoopDatabase(engine, size=2)
+        await database.open()
+        try:
+            return await database.first(statement, {})
+        finally:
+            await database.close()
+
+    try:
+        row = asyncio.run(run())
+        assert row is not None and row[1] == "loop-test"
+        with engine.connect() as other:  # another connection sees it: committed
+            assert other.scalar(select(Event.kind).where(Event.id == row[0])) == "loop-test"
+    finally:
+        engine.dispose()
