@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, OperationalError
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 from sqlalchemy.sql.expression import Executable
@@ -91,11 +91,26 @@ class LoopDatabase:
             rendered = self._statements[statement] = LoopStatement(statement, self.engine)
         return rendered
 
-    async def first(self, statement: Executable, values: Mapping[str, Any]) -> tuple | None:
-        """The first row `statement` returns (committed: each statement is its own transaction)."""
+    async def first(
+        self, statement: Executable, values: Mapping[str, Any], *, repeatable: bool = False
+    ) -> tuple | None:
+        """The first row `statement` returns (committed: each statement is its own transaction).
+
+        `repeatable`: the statement may run twice (an upsert of the same values), so when the
+        connection it got turns out broken (the database restarted or ended the session since
+        the pool last used it) it runs again on another one, instead of failing the request.
+        Whether a statement on a connection that broke under it was committed cannot be told,
+        so anything else fails as it would on the thread pool."""
         rendered = self.statement(statement)
-        async with self.pool.connection() as connection:
-            cursor = await connection.execute(
-                rendered.sql, rendered.parameters(values), prepare=True
-            )
-            return await cursor.fetchone()
+        parameters = rendered.parameters(values)
+        attempts = self.pool.max_size + 1 if repeatable else 1  # every pooled one may be broken
+        for attempt in range(1, attempts + 1):
+            connection: AsyncConnection | None = None
+            try:
+                async with self.pool.connection() as connection:
+                    cursor = await connection.execute(rendered.sql, parameters, prepare=True)
+                    return await cursor.fetchone()
+            except OperationalError:
+                if attempt == attempts or connection is None or not connection.broken:
+                    raise
+        raise AssertionError("unreachable")

@@ -61,9 +61,9 @@ def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_s
     if loop_db is not None:  # PostgreSQL: the statements the loop's connections run
         run_on_loop = loop_db.first
 
-        async def first(statement, values):
+        async def first(statement, values, **options):
             statements.append(loop_db.statement(statement).sql)
-            return await run_on_loop(statement, values)
+            return await run_on_loop(statement, values, **options)
 
         monkeypatch.setattr(loop_db, "first", first)
     with live_server.client() as web:

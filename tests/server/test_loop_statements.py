@@ -8,7 +8,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, insert, select
+from psycopg import OperationalError
+from sqlalchemy import event, func, insert, literal, select
 
 from study_server.db.loop_statements import LoopDatabase, LoopStatement
 from study_server.db.models import Event, WorkerSource
@@ -72,5 +73,38 @@ def test_each_statement_on_the_loop_is_committed_and_its_row_returned(postgres_d
         assert row is not None and row[1] == "loop-test"
         with engine.connect() as other:  # another connection sees it: committed
             assert other.scalar(select(Event.kind).where(Event.id == row[0])) == "loop-test"
+    finally:
+        engine.dispose()
+
+
+def test_an_upsert_survives_a_connection_the_database_ended_and_nothing_else_is_repeated(
+    postgres_database_url,
+):
+    """After a database restart every pooled connection is broken: a repeatable statement
+    (the label upsert) runs again on a fresh one; any other fails, as it would elsewhere."""
+    engine = create_db_engine(postgres_database_url)
+    backend_pid = select(func.pg_backend_pid())
+    one = select(literal(1))
+
+    async def end_sessions(database: LoopDatabase) -> None:
+        (pid,) = await database.first(backend_pid, {})
+        with engine.connect() as admin:  # terminate, and wait until the backend is gone
+            assert admin.scalar(select(func.pg_terminate_backend(pid, 5000))) is True
+
+    async def run() -> None:
+        database = LoopDatabase(engine, size=1)  # one connection: the one ended is the next used
+        await database.open()
+        try:
+            await end_sessions(database)
+            assert await database.first(one, {}, repeatable=True) == (1,)
+            await end_sessions(database)
+            with pytest.raises(OperationalError):
+                await database.first(one, {})
+            assert await database.first(one, {}) == (1,)  # the broken one was dropped
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(run())
     finally:
         engine.dispose()

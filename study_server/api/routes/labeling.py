@@ -285,7 +285,8 @@ async def put_label(
         )
         loop_db = request.app.state.loop_db
         if loop_db is not None:
-            saved = await loop_db.first(save_draft_statement("postgresql"), values) is not None
+            statement = save_draft_statement("postgresql")
+            saved = await loop_db.first(statement, values, repeatable=True) is not None
         else:
             saved = await in_connection(request, lambda connection: save_draft(connection, values))
         if saved:
