@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import (
@@ -146,12 +146,16 @@ def note(detail: dict[str, Any] | None, outcome: AttentionOutcome | str | None) 
 
 
 def current_policy(session: Session, *, study_id: int) -> AttentionPolicy | None:
-    return session.scalar(
-        select(AttentionPolicy)
-        .where(AttentionPolicy.study_id == study_id)
-        .order_by(AttentionPolicy.version.desc())
-        .limit(1)
-    )
+    return session.scalar(_CURRENT_POLICY, {"study_id": study_id})
+
+
+# Built once (each submission asks): building a statement cost more than running it.
+_CURRENT_POLICY = (
+    select(AttentionPolicy)
+    .where(AttentionPolicy.study_id == bindparam("study_id"))
+    .order_by(AttentionPolicy.version.desc())
+    .limit(1)
+)
 
 
 def add_policy(

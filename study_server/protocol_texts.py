@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nh3
 from markdown_it import MarkdownIt
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import ProtocolText, TextKind
@@ -155,14 +155,18 @@ def default_text(kind: TextKind) -> RenderedText:
     return render(default_source(kind), "markdown")
 
 
+# Built once (every accept and submission asks): building a statement cost more than running it.
+_CURRENT_TEXT = (
+    select(ProtocolText)
+    .where(ProtocolText.study_id == bindparam("study_id"), ProtocolText.kind == bindparam("kind"))
+    .order_by(ProtocolText.version.desc())
+    .limit(1)
+)
+
+
 def current_text(session: Session, *, study_id: int, kind: TextKind) -> ProtocolText | None:
     """The study's latest version of the text, or None (a study always has one after import)."""
-    return session.scalar(
-        select(ProtocolText)
-        .where(ProtocolText.study_id == study_id, ProtocolText.kind == kind)
-        .order_by(ProtocolText.version.desc())
-        .limit(1)
-    )
+    return session.scalar(_CURRENT_TEXT, {"study_id": study_id, "kind": kind})
 
 
 def require_text(session: Session, *, study_id: int, kind: TextKind) -> ProtocolText:
