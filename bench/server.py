@@ -132,11 +132,13 @@ async def accept(recorder: Recorder, slug: str, person: Person, consent: str) ->
     return None if accepted is None else json.loads(accepted)
 
 
+def label_at(person: Person, position: int) -> dict[str, int]:
+    """The label a simulated worker gives the image at `position`."""
+    return {"position": position, "label": (person.index + position) % 10, "response_ms": 900}
+
+
 def labels_for(person: Person, accepted: dict) -> list[dict[str, int]]:
-    return [
-        {"position": p, "label": (person.index + p) % 10, "response_ms": 900}
-        for p in range(accepted["num_items"])
-    ]
+    return [label_at(person, p) for p in range(accepted["num_items"])]
 
 
 async def save(recorder: Recorder, person: Person, accepted: dict, label: dict[str, int]) -> None:
@@ -230,8 +232,7 @@ def step_costs(server: Any, slug: str, *, assignments: int, clients: int) -> lis
         await recorder.call("image", "GET", accepted[person.index]["item_urls"][position])
 
     async def save_one(recorder: Recorder, person: Person, position: int) -> None:
-        held = accepted[person.index]
-        await save(recorder, person, held, labels_for(person, held)[position])
+        await save(recorder, person, accepted[person.index], label_at(person, position))
 
     async def submit_one(recorder: Recorder, person: Person) -> None:
         await submit(recorder, person, accepted[person.index])

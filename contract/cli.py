@@ -50,6 +50,8 @@ def run_command(
     except BrokenPipeError:
         # The reader went away (`... | head`): stop where the command was, as a program killed
         # by SIGPIPE would, without a traceback or a second error when Python flushes stdout.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         print(f"{name}: stopped: its output was closed", file=sys.stderr)
         return EXIT_BROKEN_PIPE

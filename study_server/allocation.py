@@ -69,7 +69,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
-from study_server.db.store import record_event, sibling_study_ids
+from study_server.db.store import experiment_study_ids, record_event
 from study_server.errors import ConflictError, LimitReached, NotFoundError
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ def refuse_sibling_participant(
     `experiment_id` is the study's (None: a study of its own, nothing to ask)."""
     if experiment_id is None:
         return
-    others = [i for i in sibling_study_ids(session, study_id=study_id) if i != study_id]
+    siblings = experiment_study_ids(session, experiment_id=experiment_id)
+    others = [i for i in siblings if i != study_id]
     if not others:
         return
     elsewhere = session.scalar(

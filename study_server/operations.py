@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from study_server import allocation as rules
 from study_server import attention
+from study_server.db.loop_statements import LoopDatabase
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -418,8 +419,7 @@ def _worker_upsert(dialect: str) -> Any:
     """Built once per dialect, on the table (an ORM insert would go through the ORM's bulk
     machinery, which cost more than the statement)."""
     table = Worker.__table__
-    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement = upsert(table).values(
+    statement = _upsert(dialect)(table).values(
         source=bindparam("source", type_=table.c.source.type),
         external_id=bindparam("external_id", type_=table.c.external_id.type),
     )
@@ -679,6 +679,18 @@ def save_label(
         )
 
 
+def _upsert(dialect: str) -> Callable[..., Any]:
+    """The dialect's INSERT, the one that has ON CONFLICT (SQLite or PostgreSQL)."""
+    return sqlite_insert if dialect == "sqlite" else postgresql_insert
+
+
+async def save_draft_awaited(database: LoopDatabase, values: dict[str, Any]) -> bool:
+    """`save_draft` awaited on the event loop (PostgreSQL, `loop_statements`); the upsert may
+    run twice, so a connection the database ended is retried on another."""
+    statement = save_draft_statement(database.engine.dialect.name)
+    return await database.first(statement, values, repeatable=True) is not None
+
+
 def save_draft(connection: Connection, values: dict[str, Any]) -> bool:
     """The common case of `save_label`, one statement; False when a rule refused it (then
     `explain_unsaved_label` says which). The caller commits."""
@@ -742,8 +754,7 @@ def save_draft_statement(dialect: str) -> Any:
         )
     )
     columns = ["allocation_id", "position", "label", "response_ms", "saved_at"]
-    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement = upsert(LabelDraft.__table__).from_select(columns, rows)
+    statement = _upsert(dialect)(LabelDraft.__table__).from_select(columns, rows)
     return statement.on_conflict_do_update(
         index_elements=["allocation_id", "position"],
         set_={

@@ -83,6 +83,11 @@ def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
     experiment_id = session.scalar(select(Study.experiment_id).where(Study.id == study_id))
     if experiment_id is None:
         return [study_id]
+    return experiment_study_ids(session, experiment_id=experiment_id)
+
+
+def experiment_study_ids(session: Session, *, experiment_id: int) -> list[int]:
+    """The studies of an experiment, in the order they were made."""
     return list(
         session.scalars(
             select(Study.id).where(Study.experiment_id == experiment_id).order_by(Study.id)

@@ -47,7 +47,7 @@ from study_server.operations import (
     draft_values,
     item_image,
     save_draft,
-    save_draft_statement,
+    save_draft_awaited,
     save_label,
     submit,
 )
@@ -285,8 +285,7 @@ async def put_label(
         )
         loop_db = request.app.state.loop_db
         if loop_db is not None:
-            statement = save_draft_statement("postgresql")
-            saved = await loop_db.first(statement, values, repeatable=True) is not None
+            saved = await save_draft_awaited(loop_db, values)
         else:
             saved = await in_connection(request, lambda connection: save_draft(connection, values))
         if saved:
