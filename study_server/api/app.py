@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from study_server.api.clients import ClientGate, RateLimit
+from study_server.api.route_paths import RoutePaths
 from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.db.loop_statements import LoopDatabase
@@ -63,9 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory = create_session_factory(engine)
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()
+    app.state.route_paths = RoutePaths()
     app.state.study_pages = {}  # slug -> pages.StudyPage; studies are immutable once imported
+    app.include_router(labeling.router)  # first: half of a study's requests save a label
     app.include_router(pages.router)
-    app.include_router(labeling.router)
     app.include_router(prolific.router)
     app.include_router(admin.router)
     app.include_router(health.router)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from study_server.allocation import AllocationPolicy
 from study_server.api.deps import SettingsDep, in_connection, in_session
+from study_server.api.route_paths import route_path
 from study_server.api.schemas import (
     MAX_ITEMS,
     AcceptRequest,
@@ -123,6 +124,81 @@ def _person(
     return WorkerRef(WorkerSource.mturk, body.worker_id), body.mturk_assignment_id
 
 
+# The two requests of every image come first: a router tries its routes in order.
+@router.get("/assignments/{public_id}/items/{position}", name="item_image")
+async def get_item_image(request: Request, public_id: PublicId, position: Position) -> Response:
+    def work(session: Session) -> bytes:
+        try:
+            return item_image(session=session, assignment_public_id=public_id, position=position)
+        except StudyError as error:
+            raise HTTPException(error.status, error.reason) from error
+
+    png = request.app.state.item_images.get(public_id, position, _now())
+    if png is None:
+        png = await in_session(request, work)
+    return Response(
+        png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+@router.put(
+    "/assignments/{public_id}/labels/{position}",
+    name="save_label",
+    response_model=SaveLabelResponse,
+)
+async def put_label(
+    request: Request, public_id: PublicId, position: Position, body: SaveLabelRequest
+) -> Response:
+    """One label as the person gives it, kept until the submission (a reload resumes).
+
+    The page sends one per image: the server's most frequent write. An MTurk worker's label
+    (the worker is who the body says; the statement checks the hold) is one statement,
+    awaited on the event loop on PostgreSQL (`loop_statements`), on a bare connection in the
+    thread pool on SQLite; a lab code, and a label that statement refuses, take the detailed
+    path, which says why."""
+    audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
+    item = LabelInput(position, body.label, body.response_ms)
+    if audited is not None:
+        values = draft_values(
+            assignment_public_id=public_id,
+            worker=audited,
+            mturk_assignment_id=body.mturk_assignment_id,
+            item=item,
+            now=_now(),
+        )
+        loop_db = request.app.state.loop_db
+        if loop_db is not None:
+            saved = await save_draft_awaited(loop_db, values)
+        else:
+            saved = await in_connection(request, lambda connection: save_draft(connection, values))
+        if saved:
+            return _saved()
+
+    def work(session: Session) -> None:
+        worker, mturk_assignment_id = _person(session, body)
+        save_label(
+            session=session,
+            assignment_public_id=public_id,
+            worker=worker,
+            mturk_assignment_id=mturk_assignment_id,
+            item=item,
+            now=_now(),
+        )
+
+    await in_session(
+        request,
+        audit_refusals(
+            "save_label", audited, {"assignment": public_id, "position": position}, work
+        ),
+    )
+    return _saved()
+
+
+def _saved() -> Response:
+    """`SaveLabelResponse(status="saved")`, without validating and encoding it per request."""
+    return Response(SAVED_JSON, media_type="application/json")
+
+
 @router.post("/studies/{slug}/accept", name="accept", response_model=AcceptResponse)
 async def accept_assignment(
     request: Request,
@@ -222,9 +298,9 @@ def accept_response(
     source's own submit endpoint)."""
     public_id = accepted.assignment_public_id
     request.app.state.item_images.remember(public_id, accepted.item_images, accepted.expires_at)
-    # url_for once (it is slow), then the positions: ".../items/0" -> ".../items/<n>"
-    items_prefix = request.url_for("item_image", public_id=public_id, position="0").path[:-1]
-    labels_prefix = request.url_for(label_route, public_id=public_id, position="0").path[:-1]
+    # One path, then the positions: ".../items/0" -> ".../items/<n>"
+    items_prefix = route_path(request, "item_image", public_id=public_id, position=0)[:-1]
+    labels_prefix = route_path(request, label_route, public_id=public_id, position=0)[:-1]
     return AcceptResponse(
         outcome=accepted.outcome.value,
         assignment=public_id,
@@ -232,7 +308,7 @@ def accept_response(
         class_names=accepted.class_names,
         item_urls=[f"{items_prefix}{position}" for position in range(accepted.num_items)],
         label_url_prefix=labels_prefix,
-        submit_url=request.url_for(submit_route, public_id=public_id).path,
+        submit_url=route_path(request, submit_route, public_id=public_id),
         expires_at=accepted.expires_at,
         labels=[
             SavedLabel(position=i.position, label=i.label, response_ms=i.response_ms)
@@ -240,80 +316,6 @@ def accept_response(
         ],
         debrief=text_out(accepted.debrief),
     )
-
-
-@router.get("/assignments/{public_id}/items/{position}", name="item_image")
-async def get_item_image(request: Request, public_id: PublicId, position: Position) -> Response:
-    def work(session: Session) -> bytes:
-        try:
-            return item_image(session=session, assignment_public_id=public_id, position=position)
-        except StudyError as error:
-            raise HTTPException(error.status, error.reason) from error
-
-    png = request.app.state.item_images.get(public_id, position, _now())
-    if png is None:
-        png = await in_session(request, work)
-    return Response(
-        png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-    )
-
-
-@router.put(
-    "/assignments/{public_id}/labels/{position}",
-    name="save_label",
-    response_model=SaveLabelResponse,
-)
-async def put_label(
-    request: Request, public_id: PublicId, position: Position, body: SaveLabelRequest
-) -> Response:
-    """One label as the person gives it, kept until the submission (a reload resumes).
-
-    The page sends one per image: the server's most frequent write. An MTurk worker's label
-    (the worker is who the body says; the statement checks the hold) is one statement,
-    awaited on the event loop on PostgreSQL (`loop_statements`), on a bare connection in the
-    thread pool on SQLite; a lab code, and a label that statement refuses, take the detailed
-    path, which says why."""
-    audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
-    item = LabelInput(position, body.label, body.response_ms)
-    if audited is not None:
-        values = draft_values(
-            assignment_public_id=public_id,
-            worker=audited,
-            mturk_assignment_id=body.mturk_assignment_id,
-            item=item,
-            now=_now(),
-        )
-        loop_db = request.app.state.loop_db
-        if loop_db is not None:
-            saved = await save_draft_awaited(loop_db, values)
-        else:
-            saved = await in_connection(request, lambda connection: save_draft(connection, values))
-        if saved:
-            return _saved()
-
-    def work(session: Session) -> None:
-        worker, mturk_assignment_id = _person(session, body)
-        save_label(
-            session=session,
-            assignment_public_id=public_id,
-            worker=worker,
-            mturk_assignment_id=mturk_assignment_id,
-            item=item,
-            now=_now(),
-        )
-
-    await in_session(
-        request,
-        audit_refusals(
-            "save_label", audited, {"assignment": public_id, "position": position}, work
-        ),
-    )
-    return _saved()
-
-
-def _saved() -> Response:
-    """`SaveLabelResponse(status="saved")`, without validating and encoding it per request."""
-    return Response(SAVED_JSON, media_type="application/json")
 
 
 @router.post("/assignments/{public_id}/submit", name="submit_labels", response_model=SubmitResponse)

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.api.deps import SettingsDep, in_session
+from study_server.api.route_paths import route_path, template_route_path
 from study_server.api.schemas import ID_PATTERN
 from study_server.db.models import Stimulus, StimulusKind, Study, TextKind
 from study_server.db.store import find_study, record_event
@@ -54,6 +55,7 @@ FAVICON = Path(__file__).resolve().parents[2] / "static" / "favicon.ico"
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 # The templates ship with the package: no stat() of the template file on every render.
 templates.env.auto_reload = False
+templates.env.globals["route_path"] = template_route_path
 router = APIRouter(include_in_schema=False)
 
 QueryText = Annotated[str | None, Query(max_length=512)]
@@ -161,8 +163,8 @@ def label_page(request: Request, *, study: StudyPage, config: dict[str, Any]) ->
         "catch_trials": study.catch_trials,
         "consent_html": study.consent_html,
         "config": {
-            "acceptUrl": request.url_for("accept", slug=study.slug).path,
-            "declineUrl": request.url_for("decline", slug=study.slug).path,
+            "acceptUrl": route_path(request, "accept", slug=study.slug),
+            "declineUrl": route_path(request, "decline", slug=study.slug),
             **config,  # a source may name its own endpoints (Prolific does)
             "classNames": list(study.class_names),
             "consentSha256": study.consent.sha256,

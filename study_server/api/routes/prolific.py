@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from study_server.allocation import AllocationPolicy
 from study_server.api.deps import SettingsDep, in_session
+from study_server.api.route_paths import route_path
 from study_server.api.routes.labeling import (
     Position,
     PublicId,
@@ -88,8 +89,8 @@ async def prolific_page(
                 "study_id": ids.study_id,
                 "session_id": ids.session_id,
             },
-            "acceptUrl": request.url_for("prolific_accept", slug=slug).path,
-            "completeUrl": request.url_for("prolific_complete", slug=slug).path,
+            "acceptUrl": route_path(request, "prolific_accept", slug=slug),
+            "completeUrl": route_path(request, "prolific_complete", slug=slug),
         }
         return label_page(request, study=study, config=config)
     except StudyError as error:
