@@ -12,6 +12,8 @@ and hammered by the same client in the same run (the ceiling this machine and cl
 allow). After the run the database is checked: every label stored once.
 Goals, as ratios to the bare endpoint in the same run: zero errors, the study's p99 at most
 2x the bare endpoint's p99, and server CPU per request at most 1.5x the bare endpoint's.
+Also printed: the whole machine's CPU per request (/proc/stat: client, server and PostgreSQL
+together), which bounds the throughput, and so the latency, of 50 clients that always wait.
 
 Then (`--steps N`, 200 by default) each kind of request alone, on a second study of N
 assignments: every page, then every accept, every image, every save, every submit, each
@@ -54,6 +56,14 @@ def bare() -> dict[str, bool]:
     return {"ok": True}
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time of every process on the machine (/proc/stat): the client, the server and
+    PostgreSQL share these cores, so this is what bounds the throughput of a closed loop."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # not idle, iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -66,7 +76,7 @@ class Recorder:
         self.session = session
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: list[str] = []
-        self.server_cpu = self.client_cpu = 0.0
+        self.server_cpu = self.client_cpu = self.machine_cpu = 0.0
 
     async def call(self, step: str, method: str, url: str, **kwargs: Any) -> bytes | None:
         started = time.perf_counter()
@@ -321,9 +331,11 @@ def main() -> int:
 
             with serve_process(url, workers=args.workers) as server:
                 cpu_before, client_before = server.cpu_seconds(), time.process_time()
+                machine_before = machine_cpu_seconds()
                 recorder, elapsed = replay_study(
                     server.url, study.slug, assignments=args.assignments, clients=args.clients
                 )
+                recorder.machine_cpu = machine_cpu_seconds() - machine_before
                 recorder.server_cpu = server.cpu_seconds() - cpu_before
                 recorder.client_cpu = time.process_time() - client_before
                 steps = (
@@ -352,9 +364,11 @@ def main() -> int:
             bare_port_command = _with_free_port(bare_command)
             with serve_process(url, command=bare_port_command, health_path="/bare") as bare_server:
                 cpu_before, client_before = bare_server.cpu_seconds(), time.process_time()
+                machine_before = machine_cpu_seconds()
                 bare_recorder, bare_elapsed = hammer_bare(
                     bare_server.url, requests=bare_requests, clients=args.clients
                 )
+                bare_recorder.machine_cpu = machine_cpu_seconds() - machine_before
                 bare_recorder.server_cpu = bare_server.cpu_seconds() - cpu_before
                 bare_recorder.client_cpu = time.process_time() - client_before
             session = session_for(url)
@@ -427,8 +441,14 @@ def _report(args, recorder, elapsed, bare_recorder, bare_elapsed, stored, distin
         cpu[name] = rec.server_cpu / n
         print(
             f"  CPU per request ({name}): server {rec.server_cpu / n * 1000:.2f} ms, client "
-            f"{rec.client_cpu / n * 1000:.2f} ms"
+            f"{rec.client_cpu / n * 1000:.2f} ms, whole machine {rec.machine_cpu / n * 1000:.2f} ms"
         )
+    machine = [rec.machine_cpu / max(1, len(rec.all())) for rec in (recorder, bare_recorder)]
+    print(
+        f"  whole-machine CPU per request, study / bare: {machine[0] / max(machine[1], 1e-9):.2f}"
+        " (50 clients always waiting: latency = clients / throughput, and throughput is bounded"
+        " by this on a machine whose cores are all busy)"
+    )
     bare_p99 = percentile(bare_recorder.all(), 0.99) * 1000
     p99_ratio, cpu_ratio = p99 / bare_p99, cpu["study"] / max(cpu["bare"], 1e-9)
     print(

@@ -17,6 +17,7 @@ from study_server.api.clients import ClientGate, RateLimit
 from study_server.api.route_paths import RoutePaths
 from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
+from study_server.api.timed_reads import TimedReads
 from study_server.db.loop_statements import LoopDatabase
 from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()
     app.state.route_paths = RoutePaths()
-    app.state.study_pages = {}  # slug -> pages.StudyPage; studies are immutable once imported
+    # slug -> pages.StudyPage, kept a while: a study's images never change once imported
+    app.state.study_pages = TimedReads[pages.StudyPage](pages.STUDY_PAGE_TTL_S)
     app.include_router(labeling.router)  # first: half of a study's requests save a label
     app.include_router(pages.router)
     app.include_router(prolific.router)

@@ -33,3 +33,6 @@ def test_the_server_benchmark_replays_a_study_and_measures_each_step():
     )
     assert steps == {"page": "2", "accept": "2", "image": "10", "save": "10", "submit": "2"}
     assert re.search(r"goals: errors 0 \(0: met\); p99 [\d.]+x bare", out)
+    machine = re.findall(r"CPU per request \((study|bare)\): .*whole machine ([\d.]+) ms", out)
+    assert [name for name, _ in machine] == ["study", "bare"]
+    assert all(float(ms) > 0 for _, ms in machine)  # the machine did work for each request

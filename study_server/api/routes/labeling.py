@@ -101,7 +101,7 @@ async def accepting(request: Request, slug: str, run: Callable[[Session], Accept
         return await in_session(request, run)
     except HTTPException as error:
         if isinstance(error.__cause__, ConsentChanged):
-            request.app.state.study_pages.pop(slug, None)
+            request.app.state.study_pages.forget(slug)
         raise
 
 

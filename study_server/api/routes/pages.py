@@ -16,7 +16,6 @@ through Jinja's autoescape or `tojson`; the page carries no stimulus ids or labe
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.route_paths import route_path, template_route_path
 from study_server.api.schemas import ID_PATTERN
+from study_server.api.timed_reads import TimedReads
 from study_server.db.models import Stimulus, StimulusKind, Study, TextKind
 from study_server.db.store import find_study, record_event
 from study_server.errors import (
@@ -90,7 +90,6 @@ class StudyPage:
     fewest_items: int
     most_items: int
     consent: ShownText
-    read_at: float  # time.monotonic() of the read
     # Whether the study has catch trials: the instructions then say that some images check
     # attention (a market lets a requester act on a check only if it was stated).
     catch_trials: bool = False
@@ -117,14 +116,11 @@ async def study_page(request: Request, slug: str) -> StudyPage:
     requests queued for the GIL behind accepts and submits. A consent text attached meanwhile
     is shown after the TTL, or at once after an accept refused the old one
     (`labeling.accepting`). Only studies that exist are kept, so an unknown slug always asks
-    the database (a study imported later is found).
+    the database (a study imported later is found); requests that come while a read is in
+    flight share it (`timed_reads`).
     """
     if not is_slug(slug):
         raise NotFoundError("no such study")
-    cache: dict[str, StudyPage] = request.app.state.study_pages
-    page = cache.get(slug)
-    if page is not None and time.monotonic() - page.read_at < STUDY_PAGE_TTL_S:
-        return page
 
     def read(session: Session) -> StudyPage:
         study = find_study(session, slug)
@@ -141,13 +137,11 @@ async def study_page(request: Request, slug: str) -> StudyPage:
             fewest,
             most,
             consent,
-            time.monotonic(),
             catch_trials=catch is not None,
         )
 
-    page = await in_session(request, read)
-    cache[slug] = page
-    return page
+    pages: TimedReads[StudyPage] = request.app.state.study_pages
+    return await pages.get(slug, lambda: in_session(request, read))
 
 
 def _noun(class_names: Sequence[str]) -> str:
