@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import Integer, Select, String, bindparam, column, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -42,7 +43,6 @@ from sqlalchemy.orm import Session
 
 from study_server import allocation as rules
 from study_server import attention
-from study_server.db.loop_statements import LoopDatabase
 from study_server.db.models import (
     Allocation,
     AllocationStatus,
@@ -56,6 +56,7 @@ from study_server.db.models import (
     StimulusKind,
     Study,
     TextKind,
+    UTCDateTime,
     Verification,
     Worker,
     WorkerSource,
@@ -684,13 +685,6 @@ def _upsert(dialect: str) -> Callable[..., Any]:
     return sqlite_insert if dialect == "sqlite" else postgresql_insert
 
 
-async def save_draft_awaited(database: LoopDatabase, values: dict[str, Any]) -> bool:
-    """`save_draft` awaited on the event loop (PostgreSQL, `loop_statements`); the upsert may
-    run twice, so a connection the database ended is retried on another."""
-    statement = save_draft_statement(database.engine.dialect.name)
-    return await database.first(statement, values, repeatable=True) is not None
-
-
 def save_draft(connection: Connection, values: dict[str, Any]) -> bool:
     """The common case of `save_label`, one statement; False when a rule refused it (then
     `explain_unsaved_label` says which). The caller commits."""
@@ -717,23 +711,44 @@ def explain_unsaved_label(
     )
 
 
-@functools.cache
-def save_draft_statement(dialect: str) -> Any:
-    """INSERT INTO label_drafts ... SELECT <the caller's hold, if every rule holds>
-    ON CONFLICT (allocation_id, position) DO UPDATE: one round trip, no lock (a draft is
-    the caller's own row; a hold that ends meanwhile just leaves a draft nobody reads)."""
-    now = bindparam("now")
-    position = bindparam("position")
-    label = bindparam("label")
-    rows = (
+# What a label's save is given (`draft_values`); a batch gives one array of each.
+_DRAFT_INPUTS = {
+    "public_id": String(),
+    "source": String(),
+    "external_id": String(),
+    "mturk_assignment_id": String(),
+    "position": Integer(),
+    "label": Integer(),
+    "response_ms": Integer(),
+    "now": UTCDateTime(),
+}
+_DRAFT_COLUMNS = ["allocation_id", "position", "label", "response_ms", "saved_at"]
+
+
+def draft_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Two saves with the same key write the same draft row (the rules admit one hold per
+    assignment, person and MTurk assignment): a batch keeps the later one only."""
+    return tuple(
+        values[name] for name in _DRAFT_INPUTS if name not in ("label", "response_ms", "now")
+    )
+
+
+def _draft_rows(given: Mapping[str, Any], start: Any = Assignment) -> Select[Any]:
+    """The draft row a label's save writes, if every rule holds: the assignment's hold is
+    active and the person's (and, for MTurk, on the MTurk assignment they name), the position
+    is one of the assignment's items, the label one of the study's classes. `given` maps each
+    of `_DRAFT_INPUTS` to an expression: a bound parameter, or a column of a batch (then
+    `start` is the batch joined to its assignments: a join may only name what precedes it)."""
+    now, position, label = given["now"], given["position"], given["label"]
+    return (
         select(
-            Allocation.id,
-            position,
-            label,
-            bindparam("response_ms"),
-            now,
+            Allocation.id.label("allocation_id"),
+            position.label("position"),
+            label.label("label"),
+            given["response_ms"].label("response_ms"),
+            now.label("saved_at"),
         )
-        .select_from(Assignment)
+        .select_from(start)
         .join(Allocation, Allocation.assignment_id == Assignment.id)
         .join(Worker, Worker.id == Allocation.worker_id)
         .join(Study, Study.id == Assignment.study_id)
@@ -742,25 +757,67 @@ def save_draft_statement(dialect: str) -> Any:
             (AssignmentItem.assignment_id == Assignment.id) & (AssignmentItem.position == position),
         )
         .where(
-            Assignment.public_id == bindparam("public_id"),
+            Assignment.public_id == given["public_id"],
             Allocation.study_id == Assignment.study_id,
-            Worker.source == bindparam("source"),
-            Worker.external_id == bindparam("external_id"),
+            Worker.source == given["source"],
+            Worker.external_id == given["external_id"],
             Allocation.status == AllocationStatus.active,
             Allocation.expires_at >= now,
-            Allocation.mturk_assignment_id.is_not_distinct_from(bindparam("mturk_assignment_id")),
+            Allocation.mturk_assignment_id.is_not_distinct_from(given["mturk_assignment_id"]),
             label >= 0,
             label < Study.num_classes,
         )
     )
-    columns = ["allocation_id", "position", "label", "response_ms", "saved_at"]
-    statement = _upsert(dialect)(LabelDraft.__table__).from_select(columns, rows)
+
+
+def _upserting(dialect: str, rows: Any) -> Any:
+    """INSERT INTO label_drafts `rows` ON CONFLICT (allocation_id, position) DO UPDATE: no
+    lock (a draft is the caller's own row; a hold that ends meanwhile just leaves a draft
+    nobody reads)."""
+    statement = _upsert(dialect)(LabelDraft.__table__).from_select(_DRAFT_COLUMNS, rows)
     return statement.on_conflict_do_update(
         index_elements=["allocation_id", "position"],
         set_={
             name: getattr(statement.excluded, name) for name in ("label", "response_ms", "saved_at")
         },
-    ).returning(LabelDraft.__table__.c.allocation_id)
+    )
+
+
+@functools.cache
+def save_draft_statement(dialect: str) -> Any:
+    """One label's save, one round trip: a row back when it was saved."""
+    rows = _draft_rows({name: bindparam(name, type_=t) for name, t in _DRAFT_INPUTS.items()})
+    return _upserting(dialect, rows).returning(LabelDraft.__table__.c.allocation_id)
+
+
+@functools.cache
+def save_drafts_statement() -> Any:
+    """Many labels' saves in one round trip (PostgreSQL, `loop_statements.LoopBatch`): each
+    input is an array, one element per label, `index` numbering them; the rows back are the
+    indexes of the labels saved. The rules are `_draft_rows`, as for one label."""
+    arrays = [bindparam("index", type_=ARRAY(Integer()))] + [
+        bindparam(name, type_=ARRAY(t)) for name, t in _DRAFT_INPUTS.items()
+    ]
+    given = (
+        func.unnest(*arrays)
+        .table_valued(column("index", Integer()), *(column(n, t) for n, t in _DRAFT_INPUTS.items()))
+        .render_derived(name="given")
+    )
+    by_assignment = given.join(Assignment, Assignment.public_id == given.c.public_id)
+    rows = (
+        _draft_rows({name: given.c[name] for name in _DRAFT_INPUTS}, by_assignment)
+        .add_columns(given.c.index)
+        .cte("draft_rows")
+    )
+    saved = (
+        _upserting("postgresql", select(*(rows.c[name] for name in _DRAFT_COLUMNS)))
+        .returning(LabelDraft.__table__.c.allocation_id, LabelDraft.__table__.c.position)
+        .cte("saved")
+    )
+    return select(rows.c.index).join(
+        saved,
+        (saved.c.allocation_id == rows.c.allocation_id) & (saved.c.position == rows.c.position),
+    )
 
 
 def _save_label_once(

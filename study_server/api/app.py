@@ -18,10 +18,11 @@ from study_server.api.route_paths import RoutePaths
 from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.api.timed_reads import TimedReads
-from study_server.db.loop_statements import LoopDatabase
+from study_server.db.loop_statements import LoopBatch, LoopDatabase
 from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
+from study_server.operations import draft_key, save_drafts_statement
 from study_server.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.loop_db = loop_db
+    # PostgreSQL: labels saved together go as one statement (loop_statements.LoopBatch).
+    app.state.draft_saves = (
+        None if loop_db is None else LoopBatch(loop_db, save_drafts_statement(), key=draft_key)
+    )
     app.state.session_factory = session_factory = create_session_factory(engine)
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()

@@ -59,13 +59,13 @@ def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_s
             statements.append(statement)
 
     if loop_db is not None:  # PostgreSQL: the statements the loop's connections run
-        run_on_loop = loop_db.first
+        run_on_loop = loop_db.rows
 
-        async def first(statement, values, **options):
+        async def rows(statement, values, **options):
             statements.append(loop_db.statement(statement).sql)
             return await run_on_loop(statement, values, **options)
 
-        monkeypatch.setattr(loop_db, "first", first)
+        monkeypatch.setattr(loop_db, "rows", rows)
     with live_server.client() as web:
         accepted = mturk_accept(web, "ours-fc", worker="AW1", assignment="A1").json()
         me = {"worker": "AW1", "mturk_assignment": "A1"}

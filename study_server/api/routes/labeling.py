@@ -48,7 +48,6 @@ from study_server.operations import (
     draft_values,
     item_image,
     save_draft,
-    save_draft_awaited,
     save_label,
     submit,
 )
@@ -152,10 +151,10 @@ async def put_label(
     """One label as the person gives it, kept until the submission (a reload resumes).
 
     The page sends one per image: the server's most frequent write. An MTurk worker's label
-    (the worker is who the body says; the statement checks the hold) is one statement,
-    awaited on the event loop on PostgreSQL (`loop_statements`), on a bare connection in the
-    thread pool on SQLite; a lab code, and a label that statement refuses, take the detailed
-    path, which says why."""
+    (the worker is who the body says; the statement checks the hold) is one statement: on
+    PostgreSQL awaited on the event loop, together with the labels saved at the same moment
+    (`loop_statements.LoopBatch`), on SQLite on a bare connection in the thread pool; a lab
+    code, and a label that statement refuses, take the detailed path, which says why."""
     audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
     item = LabelInput(position, body.label, body.response_ms)
     if audited is not None:
@@ -166,9 +165,9 @@ async def put_label(
             item=item,
             now=_now(),
         )
-        loop_db = request.app.state.loop_db
-        if loop_db is not None:
-            saved = await save_draft_awaited(loop_db, values)
+        draft_saves = request.app.state.draft_saves
+        if draft_saves is not None:
+            saved = await draft_saves.run(values)
         else:
             saved = await in_connection(request, lambda connection: save_draft(connection, values))
         if saved:
