@@ -186,7 +186,8 @@ class Settings(BaseSettings):
     # close a PostgreSQL connection per request (bench/server.py measured both).
     db_threads: int = Field(default=8, ge=1, le=64)
     # PostgreSQL only: connections for the one-statement hot paths that run on the event loop
-    # (a label saved as it is given; study_server/db/loop_statements.py), on top of those.
+    # (labels saved as they are given, those that arrive together as one statement;
+    # study_server/db/loop_statements.py), on top of those.
     db_loop_connections: int = Field(default=4, ge=1, le=64)
     # Largest request body the server accepts, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -4,11 +4,14 @@
 Why: a request whose database work goes to the thread pool pays for the hop, the thread's
 wake-up and the GIL handed back and forth between the loop and the thread, and SQLAlchemy's
 execution around the statement; on two cores that cost more CPU than the statement itself.
-A label saved as it is given (`save_draft_statement`, half of a study's requests) is one
+A label saved as it is given (half of a study's requests; `save_draft_statement`) is one
 round trip in autocommit: awaited on the loop it took 0.43-0.60 ms of server CPU instead of
 0.95-1.26 ms, and its p99 alone fell from 143-179 ms to 43-53 ms (`bench/server.py --steps`,
 50 clients). SQLAlchemy's own async engine was tried in an earlier round and cost more than
 the thread pool (it runs every call through a greenlet).
+
+Labels saved at the same moment go as one statement (`LoopBatch`): the driver's and the
+loop's cost per round trip, and PostgreSQL's per statement, is then paid once for them all.
 
 The statements stay SQLAlchemy expressions, written once for both backends: `LoopStatement`
 renders one for the engine's dialect and applies the same parameter conversions (enums to
