@@ -189,6 +189,12 @@ class Settings(BaseSettings):
     # (labels saved as they are given, those that arrive together as one statement;
     # study_server/db/loop_statements.py), on top of those.
     db_loop_connections: int = Field(default=4, ge=1, le=64)
+    # How long a thread may keep Python's lock while another waits for it (Python's default
+    # is 5 ms). The accepts and submits run in threads, the image and label requests on the
+    # event loop: with 5 ms each of an accept's ~15 round trips could wait that long to get
+    # the lock back from a busy loop. 1 ms against 5 ms, 5 pairs of bench/server.py runs:
+    # accept p50 261-305 -> 204-245 ms, submit p50 172-203 -> 113-129 ms, the same CPU.
+    gil_switch_interval_ms: float = Field(default=1.0, ge=0.1, le=100.0)
     # Largest request body the server accepts, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Allow the no-MTurk lab mode (a person opens an invitation link and labels).

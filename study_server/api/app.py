@@ -5,6 +5,7 @@ uvicorn --factory study_server.api.app:create_app     # what `study-server serve
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
+        # Per process, so here: each of `serve --workers N` runs this lifespan.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         if loop_db is not None:
             await loop_db.open()
         try:
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if loop_db is not None:
                 await loop_db.close()
             engine.dispose()
+            sys.setswitchinterval(switch_interval)
 
     app = FastAPI(
         title="Adversary-critic labeling study",
