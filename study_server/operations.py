@@ -33,7 +33,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, Select, String, bindparam, column, delete, func, insert, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    bindparam,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -725,14 +736,6 @@ _DRAFT_INPUTS = {
 _DRAFT_COLUMNS = ["allocation_id", "position", "label", "response_ms", "saved_at"]
 
 
-def draft_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Two saves with the same key write the same draft row (the rules admit one hold per
-    assignment, person and MTurk assignment): a batch keeps the later one only."""
-    return tuple(
-        values[name] for name in _DRAFT_INPUTS if name not in ("label", "response_ms", "now")
-    )
-
-
 def _draft_rows(given: Mapping[str, Any], start: Any = Assignment) -> Select[Any]:
     """The draft row a label's save writes, if every rule holds: the assignment's hold is
     active and the person's (and, for MTurk, on the MTurk assignment they name), the position
@@ -793,8 +796,11 @@ def save_draft_statement(dialect: str) -> Any:
 @functools.cache
 def save_drafts_statement() -> Any:
     """Many labels' saves in one round trip (PostgreSQL, `loop_statements.LoopBatch`): each
-    input is an array, one element per label, `index` numbering them; the rows back are the
-    indexes of the labels saved. The rules are `_draft_rows`, as for one label."""
+    input is an array, one element per label, `index` numbering them in the order they came;
+    the rows back are the indexes of the labels saved. The rules are `_draft_rows`, as for
+    one label, applied to each. Where several that passed are for one draft (a correction
+    sent before the first was saved), the last one is written, as if each had run in turn:
+    an upsert may not touch a row twice."""
     arrays = [bindparam("index", type_=ARRAY(Integer()))] + [
         bindparam(name, type_=ARRAY(t)) for name, t in _DRAFT_INPUTS.items()
     ]
@@ -809,8 +815,16 @@ def save_drafts_statement() -> Any:
         .add_columns(given.c.index)
         .cte("draft_rows")
     )
+    later = rows.alias("later")
+    last_per_draft = select(*(rows.c[name] for name in _DRAFT_COLUMNS)).where(
+        ~exists().where(
+            later.c.allocation_id == rows.c.allocation_id,
+            later.c.position == rows.c.position,
+            later.c.index > rows.c.index,
+        )
+    )
     saved = (
-        _upserting("postgresql", select(*(rows.c[name] for name in _DRAFT_COLUMNS)))
+        _upserting("postgresql", last_per_draft)
         .returning(LabelDraft.__table__.c.allocation_id, LabelDraft.__table__.c.position)
         .cte("saved")
     )

@@ -23,7 +23,7 @@ from study_server.db.loop_statements import LoopBatch, LoopDatabase
 from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
-from study_server.operations import draft_key, save_drafts_statement
+from study_server.operations import save_drafts_statement
 from study_server.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -47,16 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
         # Per process, so here: each of `serve --workers N` runs this lifespan.
         switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
-        if loop_db is not None:
-            await loop_db.open()
         try:
+            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+            if loop_db is not None:
+                await loop_db.open()
             yield
         finally:
+            sys.setswitchinterval(switch_interval)
             if loop_db is not None:
                 await loop_db.close()
             engine.dispose()
-            sys.setswitchinterval(switch_interval)
 
     app = FastAPI(
         title="Adversary-critic labeling study",
@@ -69,9 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.loop_db = loop_db
     # PostgreSQL: labels saved together go as one statement (loop_statements.LoopBatch).
-    app.state.draft_saves = (
-        None if loop_db is None else LoopBatch(loop_db, save_drafts_statement(), key=draft_key)
-    )
+    app.state.draft_saves = None if loop_db is None else LoopBatch(loop_db, save_drafts_statement())
     app.state.session_factory = session_factory = create_session_factory(engine)
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()

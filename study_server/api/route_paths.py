@@ -14,7 +14,8 @@ from typing import Any
 from jinja2 import pass_context
 from starlette.requests import Request
 
-# A marker no route's literal text contains; letters only, so every convertor accepts it.
+# A marker no route's literal text contains; letters only, which the `str` and `path`
+# convertors of these routes take (an `int` or `uuid` convertor would not: none is used).
 _MARK = "ROUTEPARAMMARK"
 
 
@@ -26,7 +27,8 @@ class RoutePaths:
 
     def path(self, request: Request, name: str, **params: Any) -> str:
         """`request.url_for(name, **params).path`, from a template after the first call."""
-        key = (request.scope.get("root_path", ""), name, tuple(sorted(params)))
+        scope = request.scope  # the root `url_for` builds on (Request.base_url)
+        key = (scope.get("app_root_path", scope.get("root_path", "")), name, tuple(sorted(params)))
         template = self._templates.get(key)
         if template is None:
             marked = request.url_for(name, **{p: f"{_MARK}{p}{_MARK}" for p in params}).path

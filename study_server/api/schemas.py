@@ -95,11 +95,14 @@ class AcceptResponse(BaseModel):
 
 
 ResponseMs = Annotated[StrictInt, Field(ge=0, le=24 * 3600 * 1000)]
+# A class index: whether it is one of the study's classes is checked against the study (a
+# 422 that names them); this only keeps it within the database's integers.
+ClassIndex = Annotated[StrictInt, Field(ge=-(2**31), lt=2**31)]
 
 
 class LabelIn(_Request):
     position: Annotated[StrictInt, Field(ge=0, lt=MAX_ITEMS)]
-    label: StrictInt
+    label: ClassIndex
     response_ms: ResponseMs | None = None
 
 
@@ -125,7 +128,7 @@ class SubmitRequest(_Who):
 
 
 class SaveLabelRequest(_Who):
-    label: StrictInt
+    label: ClassIndex
     response_ms: ResponseMs | None = None
 
 
@@ -155,7 +158,7 @@ class ProlificAcceptRequest(ProlificIdsIn):
 
 
 class ProlificSaveLabelRequest(ProlificIdsIn):
-    label: StrictInt
+    label: ClassIndex
     response_ms: ResponseMs | None = None
 
 

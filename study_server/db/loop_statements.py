@@ -22,10 +22,10 @@ and for anything more than one statement, the thread pool stays.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from psycopg import AsyncConnection, OperationalError
+from psycopg import AsyncConnection, DataError, OperationalError
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 from sqlalchemy.sql.expression import Executable
@@ -140,80 +140,72 @@ class LoopBatch:
 
     Half of a study's requests save a label, each one round trip that cost the server more
     CPU in the driver and the event loop than in the statement, and PostgreSQL a statement
-    each. Here a save waits for at most the rest of the loop's turn: whatever runs are
-    waiting when a connection is free go as one statement that takes an array per input
-    (`operations.save_drafts_statement`), up to `max_rows`, at most one batch per pooled
-    connection at a time. Under no load a batch is one run, sent at once.
+    each. Here a run waits for the rest of the loop's turn (or, when every pooled connection
+    already has a batch out, for one of those to come back); the runs waiting then go as one
+    statement that takes an array per input (`operations.save_drafts_statement`), up to
+    `max_rows`, at most one batch per pooled connection at a time. Under no load a batch is
+    one run, sent at once.
 
-    `statement` takes each input name of the runs' values as an array, and `index` (which
-    run each element is); its rows are the indexes it did something for. Runs with the same
-    `key` would touch the same row, which one statement may not do twice: the later one
-    goes, and both get its answer, as if they had run one after the other.
+    `statement` takes each input name of the runs' values as an array, and `index` (the
+    runs' order); its rows are the indexes it did something for. A batch that PostgreSQL or
+    the driver refuses for its data (a value out of range, say) is sent again one run at a
+    time, so each run fails, or not, as it would alone; a batch that fails for any other
+    reason (the database unreachable) fails each of its runs with that error.
     """
 
     def __init__(
-        self,
-        database: LoopDatabase,
-        statement: Executable,
-        *,
-        key: Callable[[Mapping[str, Any]], Hashable],
-        max_rows: int = 100,
+        self, database: LoopDatabase, statement: Executable, *, max_rows: int = 100
     ) -> None:
         self.database = database
         self.statement = statement
-        self.key = key
         self.max_rows = max_rows
         self._waiting: list[tuple[Mapping[str, Any], asyncio.Future[bool]]] = []
-        self._senders = 0
+        self._senders: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
 
     async def run(self, values: Mapping[str, Any]) -> bool:
         """Whether the statement did something for `values` (a row came back for it)."""
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((values, answer))
-        if self._senders < self.database.pool.max_size:
-            self._senders += 1
-            asyncio.get_running_loop().call_soon(self._start_sender)
+        if len(self._senders) < self.database.pool.max_size:
+            # Its first step comes after this turn's other callbacks: their runs join it.
+            sender = asyncio.ensure_future(self._send())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
         return await answer
 
-    def _start_sender(self) -> None:
-        # Scheduled, not started at once: the runs of this turn of the loop join the batch.
-        asyncio.ensure_future(self._send())
-
     async def _send(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = (
-                    self._waiting[: self.max_rows],
-                    self._waiting[self.max_rows :],
-                )
-                await self._send_batch(batch)
-        finally:
-            self._senders -= 1
+        while self._waiting:
+            batch = self._waiting[: self.max_rows]
+            del self._waiting[: self.max_rows]
+            try:
+                await self._answer(batch)
+            finally:  # cancelled (the server stopping): nobody waits forever
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.cancel()
 
-    async def _send_batch(
-        self, batch: list[tuple[Mapping[str, Any], asyncio.Future[bool]]]
-    ) -> None:
+    async def _answer(self, batch: list[tuple[Mapping[str, Any], asyncio.Future[bool]]]) -> None:
         try:
-            slot: dict[Hashable, int] = {}  # key -> index of the run that goes
-            runs: list[Mapping[str, Any]] = []
-            keys = [self.key(values) for values, _ in batch]
-            for key, (values, _) in zip(keys, batch, strict=True):
-                if key in slot:
-                    runs[slot[key]] = values
-                else:
-                    slot[key] = len(runs)
-                    runs.append(values)
-            arrays = {name: [run[name] for run in runs] for name in runs[0]}
-            rows = await self.database.rows(
-                self.statement, {"index": list(range(len(runs))), **arrays}, repeatable=True
-            )
-            done = {row[0] for row in rows}
-            answers = [slot[key] in done for key in keys]
-        except Exception as error:  # every run of the batch fails as its own statement would
+            done = await self._rows([values for values, _ in batch])
+        except (DataError, ValueError, TypeError, OverflowError) as error:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(error)
+                return
+            for one in batch:  # which run it was, and only that one fails
+                await self._answer([one])
+            return
+        except Exception as error:
             for _, answer in batch:
                 if not answer.done():
                     answer.set_exception(error)
             return
-        for (_, answer), saved in zip(batch, answers, strict=True):
+        for index, (_, answer) in enumerate(batch):
             if not answer.done():  # a request that went away has cancelled its answer
-                answer.set_result(saved)
+                answer.set_result(index in done)
+
+    async def _rows(self, runs: list[Mapping[str, Any]]) -> set[int]:
+        arrays = {name: [run[name] for run in runs] for name in runs[0]}
+        arrays["index"] = list(range(len(runs)))
+        rows = await self.database.rows(self.statement, arrays, repeatable=True)
+        return {row[0] for row in rows}

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg.errors import NumericValueOutOfRange
 from sqlalchemy import select
 
 from study_server.db.loop_statements import LoopBatch, LoopDatabase
@@ -18,7 +19,6 @@ from study_server.db.session import create_db_engine
 from study_server.operations import (
     LabelInput,
     WorkerRef,
-    draft_key,
     draft_values,
     save_drafts_statement,
 )
@@ -82,7 +82,7 @@ def _run_batch(url: str, runs: list[dict[str, Any]], *, cancel: int | None = Non
         database.rows = rows  # type: ignore[method-assign]
         await database.open()
         try:
-            batch = LoopBatch(database, save_drafts_statement(), key=draft_key)
+            batch = LoopBatch(database, save_drafts_statement())
             tasks = [asyncio.ensure_future(batch.run(values)) for values in runs]
             if cancel is not None:
                 await asyncio.sleep(0)  # it has joined the batch, then its request went away
@@ -127,19 +127,40 @@ def test_saves_that_arrive_together_are_one_statement_with_an_answer_each(postgr
 
 
 @pytest.mark.postgres
-def test_a_batch_that_cannot_be_sent_fails_each_of_its_saves_and_the_next_batch_goes(
-    postgres_server,
-):
+def test_a_correction_in_the_same_batch_is_answered_as_if_each_ran_in_turn(postgres_server):
     url = postgres_server.settings.database_url
-    mine, _ = _accept_two(postgres_server)
-    naive = {**_values(mine, "AW1", "A1", 1, 2), "now": datetime(2026, 11, 29, 12, 0)}
-    answers, _ = _run_batch(url, [_values(mine, "AW1", "A1", 0, 3), naive])
-    assert [type(answer) for answer in answers] == [ValueError, ValueError]
-    assert "naive datetime" in str(answers[0])
-    assert _drafts(url) == {}  # nothing of the failed batch was written
-    answers, _ = _run_batch(url, [_values(mine, "AW1", "A1", 0, 3)])
-    assert answers == [True]
-    assert _drafts(url) == {("AW1", 0): 3}
+    mine, theirs = _accept_two(postgres_server)
+    runs = [
+        _values(mine, "AW1", "A1", 0, 3),
+        _values(mine, "AW1", "A1", 0, 10),  # a correction the rules refuse: the 3 stays
+        _values(theirs, "AW2", "A2", 1, 10),
+        _values(theirs, "AW2", "A2", 1, 4),  # refused, then a good one: the 4 is saved
+    ]
+    answers, sent = _run_batch(url, runs)
+    assert len(sent) == 1
+    assert answers == [True, False, False, True]
+    assert _drafts(url) == {("AW1", 0): 3, ("AW2", 1): 4}
+
+
+@pytest.mark.postgres
+def test_a_run_the_database_or_driver_refuses_fails_alone(postgres_server):
+    """The batch goes again one run at a time: only the bad run fails, with its own error."""
+    url = postgres_server.settings.database_url
+    mine, theirs = _accept_two(postgres_server)
+    out_of_range = _values(mine, "AW1", "A1", 1, 2**31)  # past PostgreSQL's integer
+    naive = {**_values(mine, "AW1", "A1", 2, 2), "now": datetime(2026, 11, 29, 12, 0)}
+    runs = [
+        _values(mine, "AW1", "A1", 0, 3),
+        out_of_range,
+        naive,
+        _values(theirs, "AW2", "A2", 0, 5),
+    ]
+    answers, sent = _run_batch(url, runs)
+    assert answers[0] is True and answers[3] is True
+    assert isinstance(answers[1], NumericValueOutOfRange)
+    assert isinstance(answers[2], ValueError) and "naive datetime" in str(answers[2])
+    assert len(sent) == 1 + len(runs)  # the batch, then each run alone
+    assert _drafts(url) == {("AW1", 0): 3, ("AW2", 0): 5}
 
 
 @pytest.mark.postgres
@@ -183,13 +204,18 @@ def test_concurrent_saves_over_http_each_get_their_own_answer(live_server):
                 for i, worker in enumerate(accepted)
                 for position in range(5)
             ]
-            forged = [save(web, "AW1", "AW2", 4, 9), save(web, "AW3", "AW1", 0, 9)]
-            statuses = await asyncio.gather(*valid, *forged)
+            refused = [
+                save(web, "AW1", "AW2", 4, 9),  # someone else's assignment
+                save(web, "AW3", "AW1", 0, 9),
+                save(web, "AW2", "AW2", 1, 2**31),  # not a class, nor an integer the database has
+                save(web, "AW2", "AW2", 2, 10),  # not one of the 10 classes
+            ]
+            statuses = await asyncio.gather(*valid, *refused)
         return statuses[: len(valid)], statuses[len(valid) :]
 
-    valid, forged = asyncio.run(go())
+    valid, refused = asyncio.run(go())
     assert valid == [200] * 15
-    assert forged == [403, 403]
+    assert refused == [403, 403, 422, 422]
     assert _drafts(url) == {
         (worker, position): (position + i) % 10
         for i, worker in enumerate(accepted)
