@@ -89,34 +89,22 @@ class LoopDatabase:
 
     def statement(self, statement: Executable) -> LoopStatement:
         """`statement` rendered, once per statement object (build statements once, like
-        `operations.save_draft_statement`)."""
+        `operations.save_drafts_statement`)."""
         rendered = self._statements.get(statement)
         if rendered is None:
             rendered = self._statements[statement] = LoopStatement(statement, self.engine)
         return rendered
 
-    async def first(
+    async def rows(
         self, statement: Executable, values: Mapping[str, Any], *, repeatable: bool = False
-    ) -> tuple | None:
-        """The first row `statement` returns (committed: each statement is its own transaction).
+    ) -> list[tuple]:
+        """Every row `statement` returns (committed: each statement is its own transaction).
 
         `repeatable`: the statement may run twice (an upsert of the same values), so when the
         connection it got turns out broken (the database restarted or ended the session since
         the pool last used it) it runs again on another one, instead of failing the request.
         Whether a statement on a connection that broke under it was committed cannot be told,
         so anything else fails as it would on the thread pool."""
-        rows = await self.rows(statement, values, repeatable=repeatable, first_only=True)
-        return rows[0] if rows else None
-
-    async def rows(
-        self,
-        statement: Executable,
-        values: Mapping[str, Any],
-        *,
-        repeatable: bool = False,
-        first_only: bool = False,
-    ) -> list[tuple]:
-        """Every row `statement` returns (or the first only); `repeatable` as for `first`."""
         rendered = self.statement(statement)
         parameters = rendered.parameters(values)
         attempts = self.pool.max_size + 1 if repeatable else 1  # every pooled one may be broken
@@ -125,9 +113,6 @@ class LoopDatabase:
             try:
                 async with self.pool.connection() as connection:
                     cursor = await connection.execute(rendered.sql, parameters, prepare=True)
-                    if first_only:
-                        row = await cursor.fetchone()
-                        return [] if row is None else [row]
                     return await cursor.fetchall()
             except OperationalError:
                 if attempt == attempts or connection is None or not connection.broken:

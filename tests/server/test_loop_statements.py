@@ -60,17 +60,17 @@ def test_each_statement_on_the_loop_is_committed_and_its_row_returned(postgres_d
         insert(Event).values(kind="loop-test", detail={"n": 1}).returning(Event.id, Event.kind)
     )
 
-    async def run() -> tuple | None:
+    async def run() -> list[tuple]:
         database = LoopDatabase(engine, size=2)
         await database.open()
         try:
-            return await database.first(statement, {})
+            return await database.rows(statement, {})
         finally:
             await database.close()
 
     try:
-        row = asyncio.run(run())
-        assert row is not None and row[1] == "loop-test"
+        (row,) = asyncio.run(run())
+        assert row[1] == "loop-test"
         with engine.connect() as other:  # another connection sees it: committed
             assert other.scalar(select(Event.kind).where(Event.id == row[0])) == "loop-test"
     finally:
@@ -87,7 +87,7 @@ def test_an_upsert_survives_a_connection_the_database_ended_and_nothing_else_is_
     one = select(literal(1))
 
     async def end_sessions(database: LoopDatabase) -> None:
-        (pid,) = await database.first(backend_pid, {})
+        ((pid,),) = await database.rows(backend_pid, {})
         with engine.connect() as admin:  # terminate, and wait until the backend is gone
             assert admin.scalar(select(func.pg_terminate_backend(pid, 5000))) is True
 
@@ -96,11 +96,11 @@ def test_an_upsert_survives_a_connection_the_database_ended_and_nothing_else_is_
         await database.open()
         try:
             await end_sessions(database)
-            assert await database.first(one, {}, repeatable=True) == (1,)
+            assert await database.rows(one, {}, repeatable=True) == [(1,)]
             await end_sessions(database)
             with pytest.raises(OperationalError):
-                await database.first(one, {})
-            assert await database.first(one, {}) == (1,)  # the broken one was dropped
+                await database.rows(one, {})
+            assert await database.rows(one, {}) == [(1,)]  # the broken one was dropped
         finally:
             await database.close()
 
