@@ -44,6 +44,10 @@ the credential. Every write runs in one transaction that the caller opened with
 `begin_write`; on PostgreSQL the rows that decide are locked (`FOR UPDATE`, `SKIP LOCKED`
 to pick a free assignment, the HIT row to serialise claims of one HIT), on SQLite
 `BEGIN IMMEDIATE` serialises writers.
+
+The rules an accept applies take a `Database`: a Session, or on PostgreSQL the bare driver
+connection of the labeling API (`db.rendered`), so every statement here is a Core
+statement built once, and rows are read by column, never as ORM objects.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -69,6 +73,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
+from study_server.db.rendered import Database
 from study_server.db.store import experiment_study_ids, record_event
 from study_server.errors import ConflictError, LimitReached, NotFoundError
 
@@ -102,7 +107,7 @@ class AllocationPolicy:
 
 @dataclass(frozen=True)
 class Choice:
-    assignment: Assignment
+    assignment: Any  # a row of `ASSIGNMENT_COLUMNS`
     shared: bool
 
 
@@ -122,7 +127,7 @@ def _live(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
 
 
 def refuse_sibling_participant(
-    session: Session,
+    session: Database,
     *,
     study_id: int,
     experiment_id: int | None,
@@ -138,14 +143,7 @@ def refuse_sibling_participant(
     if not others:
         return
     elsewhere = session.scalar(
-        select(Allocation.id)
-        .join(Worker, Worker.id == Allocation.worker_id)
-        .where(
-            Allocation.study_id.in_(others),
-            Worker.source == source,
-            Worker.external_id == external_id,
-        )
-        .limit(1)
+        _ELSEWHERE, {"others": others, "source": source, "external_id": external_id}
     )
     if elsewhere is not None:
         raise ConflictError(
@@ -154,7 +152,7 @@ def refuse_sibling_participant(
         )
 
 
-def hold_deadline(hit: MTurkHit | None, *, now: datetime, policy: AllocationPolicy) -> datetime:
+def hold_deadline(hit: Any, *, now: datetime, policy: AllocationPolicy) -> datetime:
     """Rule 2: `timeout`, and never past the HIT's MTurk assignment duration."""
     hold = policy.timeout
     if hit is not None and hit.assignment_duration_s:
@@ -163,7 +161,7 @@ def hold_deadline(hit: MTurkHit | None, *, now: datetime, policy: AllocationPoli
 
 
 def check_address(
-    session: Session,
+    session: Database,
     *,
     study_id: int,
     address: str | None,
@@ -189,7 +187,7 @@ def check_address(
 
 
 def choose_assignment(
-    session: Session,
+    session: Database,
     *,
     study_id: int,
     hit_id: str | None,
@@ -211,107 +209,65 @@ def choose_assignment(
     if not candidates:
         raise ConflictError(TAKEN)
     claims = _claims_on(session, candidates, now=now)
-    ready = {
-        a: (n, oldest) for a, (n, oldest) in claims.items() if oldest <= now - policy.share_after
-    }
-    if not ready:
-        wait = _seconds_until(
-            min(oldest for _, oldest in claims.values()) + policy.share_after, now
-        )
+    # The fewest claims, then the oldest; if that one is not `share_after` old yet, the claim
+    # waits for it rather than take one more people already share (sharing spreads evenly).
+    chosen = min(claims, key=lambda a: (claims[a][0], claims[a][1], a))
+    ready_at = claims[chosen][1] + policy.share_after
+    if ready_at > now:
+        wait = _seconds_until(ready_at, now)
         raise ConflictError(
             f"every assignment of this study is taken right now; try again in {wait} s",
             retry_after=wait,
         )
-    chosen = min(ready, key=lambda a: (ready[a][0], ready[a][1], a))
-    assignment = session.scalar(select(Assignment).where(Assignment.id == chosen).with_for_update())
-    assert assignment is not None
+    assignment = session.execute(_ASSIGNMENT_LOCKED, {"id": chosen}).one()
     return Choice(assignment, shared=True)
 
 
-def _from_pool(session: Session, study_id: int) -> Assignment | None:
-    return session.scalar(_POOL_NEXT, {"study_id": study_id})
+def _from_pool(session: Database, study_id: int) -> Any:
+    return session.execute(_POOL_NEXT, {"study_id": study_id}).first()
 
 
-def _drawn_by_hit(session: Session, *, study_id: int, hit_id: str, now: datetime) -> list[int]:
+def _drawn_by_hit(session: Database, *, study_id: int, hit_id: str, now: datetime) -> list[int]:
     values = {"study_id": study_id, "hit_id": hit_id, "now": now}
     return list(session.scalars(_DRAWN_BY_HIT, values))
 
 
-def _drawn_by_crowded_hits(session: Session, *, study_id: int, now: datetime) -> list[int]:
+def _drawn_by_crowded_hits(session: Database, *, study_id: int, now: datetime) -> list[int]:
     """Assignments held through HITs that drew more than one (all but one not the HIT's worker)."""
-    crowded = (
-        select(Allocation.hit_id)
-        .where(Allocation.study_id == study_id, Allocation.hit_id.is_not(None), _live(now))
-        .group_by(Allocation.hit_id)
-        .having(func.count(func.distinct(Allocation.assignment_id)) > 1)
-    )
-    return list(
-        session.scalars(
-            select(Allocation.assignment_id)
-            .where(Allocation.study_id == study_id, Allocation.hit_id.in_(crowded), _live(now))
-            .distinct()
-        )
-    )
+    return list(session.scalars(_DRAWN_BY_CROWDED_HITS, {"study_id": study_id, "now": now}))
 
 
 def _claims_on(
-    session: Session, assignment_ids: Iterable[int], *, now: datetime
+    session: Database, assignment_ids: Iterable[int], *, now: datetime
 ) -> dict[int, tuple[int, datetime]]:
     """For each assignment: how many live claims it has, and when the oldest was made."""
-    rows = session.execute(
-        select(Allocation.assignment_id, func.count(), func.min(Allocation.allocated_at))
-        .where(Allocation.assignment_id.in_(list(assignment_ids)), _live(now))
-        .group_by(Allocation.assignment_id)
-    ).all()
+    rows = session.execute(_CLAIMS_ON, {"ids": list(assignment_ids), "now": now}).all()
     return {assignment_id: (int(n), oldest) for assignment_id, n, oldest in rows}
 
 
-def refresh_assignments(session: Session, assignment_ids: Iterable[int]) -> None:
+def refresh_assignments(session: Database, assignment_ids: Iterable[int]) -> None:
     """Each assignment's status from its claims: submitted (a submission that is not
     flagged), allocated (an active hold), or back in the pool."""
     ids = sorted(set(assignment_ids))
     if not ids:
         return
-    submitted = set(
-        session.scalars(
-            select(Allocation.assignment_id).where(
-                Allocation.assignment_id.in_(ids),
-                Allocation.status == AllocationStatus.submitted,
-                Allocation.verification != Verification.flagged,
-            )
-        )
-    )
-    active = set(
-        session.scalars(
-            select(Allocation.assignment_id).where(
-                Allocation.assignment_id.in_(ids), Allocation.status == AllocationStatus.active
-            )
-        )
-    )
+    submitted = set(session.scalars(_SUBMITTED_AMONG, {"ids": ids}))
+    active = set(session.scalars(_ACTIVE_AMONG, {"ids": ids}))
     for status, group in (
         (AssignmentStatus.submitted, submitted),
         (AssignmentStatus.allocated, active - submitted),
         (AssignmentStatus.available, set(ids) - submitted - active),
     ):
         if group:
-            session.execute(
-                update(Assignment)
-                .where(Assignment.id.in_(sorted(group)), Assignment.status != status)
-                .values(status=status)
-            )
+            session.execute(_SET_ASSIGNMENT_STATUS, {"ids": sorted(group), "new_status": status})
 
 
-def expire_overdue(session: Session, *, study_id: int, now: datetime) -> None:
+def expire_overdue(session: Database, *, study_id: int, now: datetime) -> None:
     """Rule 2: expire the study's holds past their deadline; their images go back."""
     overdue = session.scalars(_OVERDUE, {"study_id": study_id, "now": now}).all()
     if not overdue:
         return
-    released = session.scalars(
-        update(Allocation)
-        .where(Allocation.id.in_(overdue))
-        .values(status=AllocationStatus.expired, source_address=None)
-        .returning(Allocation.assignment_id)
-    ).all()
+    released = session.scalars(_EXPIRE, {"ids": list(overdue)}).all()
     refresh_assignments(session, released)
     record_event(
         session,
@@ -379,18 +335,17 @@ def confirm(session: Session, allocation: Allocation) -> bool:
     return True
 
 
-def check_hit(session: Session, *, study_id: int, study_slug: str, hit_id: str) -> MTurkHit:
-    """The HIT row (locked, so claims of one HIT take turns); a HIT of another study, or a
-    sandbox HIT of a study that is now published live, is refused."""
-    hit = session.scalar(_HIT_LOCKED, {"hit_id": hit_id})
+def check_hit(session: Database, *, study_id: int, study_slug: str, hit_id: str) -> Any:
+    """The HIT's row (locked, so claims of one HIT take turns: its study, whether it is a
+    sandbox HIT, its assignment duration); a HIT of another study, or a sandbox HIT of a
+    study that is now published live, is refused."""
+    hit = session.execute(_HIT_LOCKED, {"hit_id": hit_id}).first()
     if hit is None or hit.study_id != study_id:
         raise NotFoundError(f"HIT {hit_id!r} is not a HIT of study {study_slug!r}")
-    if hit.sandbox:
-        live = session.scalar(_LIVE_HIT, {"study_id": study_id})
-        if live is not None:
-            raise NotFoundError(
-                f"HIT {hit_id!r} is a sandbox HIT, and study {study_slug!r} is now live"
-            )
+    if hit.sandbox and hit.study_is_live:
+        raise NotFoundError(
+            f"HIT {hit_id!r} is a sandbox HIT, and study {study_slug!r} is now live"
+        )
     return hit
 
 
@@ -407,8 +362,10 @@ _ADDRESS_HOLDS = (
         Worker.source == bindparam("source"),
     )
 )
+# What an accept reads of the assignment it gives.
+ASSIGNMENT_COLUMNS = (Assignment.id, Assignment.status, Assignment.ordinal, Assignment.public_id)
 _POOL_NEXT = (
-    select(Assignment)
+    select(*ASSIGNMENT_COLUMNS)
     .where(
         Assignment.study_id == bindparam("study_id"),
         Assignment.status == AssignmentStatus.available,
@@ -436,7 +393,81 @@ _OVERDUE = (
     .order_by(Allocation.id)
     .with_for_update(skip_locked=True)
 )
-_HIT_LOCKED = select(MTurkHit).where(MTurkHit.hit_id == bindparam("hit_id")).with_for_update()
-_LIVE_HIT = select(MTurkHit.id).where(
-    MTurkHit.study_id == bindparam("study_id"), MTurkHit.sandbox.is_(False)
+_ASSIGNMENT_LOCKED = (
+    select(*ASSIGNMENT_COLUMNS).where(Assignment.id == bindparam("id")).with_for_update()
+)
+_live_hit = MTurkHit.__table__.alias("live_hit")
+_HIT_LOCKED = (
+    select(
+        MTurkHit.id,
+        MTurkHit.study_id,
+        MTurkHit.sandbox,
+        MTurkHit.assignment_duration_s,
+        # Asked with the lock (one round trip): only a sandbox HIT's claim needs it.
+        select(_live_hit.c.id)
+        .where(_live_hit.c.study_id == MTurkHit.study_id, _live_hit.c.sandbox.is_(False))
+        .exists()
+        .label("study_is_live"),
+    )
+    .where(MTurkHit.hit_id == bindparam("hit_id"))
+    .with_for_update(of=MTurkHit)
+)
+_ELSEWHERE = (
+    select(Allocation.id)
+    .join(Worker, Worker.id == Allocation.worker_id)
+    .where(
+        Allocation.study_id.in_(bindparam("others", expanding=True)),
+        Worker.source == bindparam("source"),
+        Worker.external_id == bindparam("external_id"),
+    )
+    .limit(1)
+)
+_crowded = (
+    select(Allocation.hit_id)
+    .where(
+        Allocation.study_id == bindparam("study_id"),
+        Allocation.hit_id.is_not(None),
+        _live(bindparam("now")),
+    )
+    .group_by(Allocation.hit_id)
+    .having(func.count(func.distinct(Allocation.assignment_id)) > 1)
+)
+_DRAWN_BY_CROWDED_HITS = (
+    select(Allocation.assignment_id)
+    .where(
+        Allocation.study_id == bindparam("study_id"),
+        Allocation.hit_id.in_(_crowded),
+        _live(bindparam("now")),
+    )
+    .distinct()
+)
+_CLAIMS_ON = (
+    select(Allocation.assignment_id, func.count(), func.min(Allocation.allocated_at))
+    .where(Allocation.assignment_id.in_(bindparam("ids", expanding=True)), _live(bindparam("now")))
+    .group_by(Allocation.assignment_id)
+)
+_SUBMITTED_AMONG = select(Allocation.assignment_id).where(
+    Allocation.assignment_id.in_(bindparam("ids", expanding=True)),
+    Allocation.status == AllocationStatus.submitted,
+    Allocation.verification != Verification.flagged,
+)
+_ACTIVE_AMONG = select(Allocation.assignment_id).where(
+    Allocation.assignment_id.in_(bindparam("ids", expanding=True)),
+    Allocation.status == AllocationStatus.active,
+)
+_assignments = Assignment.__table__
+_SET_ASSIGNMENT_STATUS = (
+    update(_assignments)
+    .where(
+        _assignments.c.id.in_(bindparam("ids", expanding=True)),
+        _assignments.c.status != bindparam("new_status", type_=_assignments.c.status.type),
+    )
+    .values(status=bindparam("new_status", type_=_assignments.c.status.type))
+)
+_allocations = Allocation.__table__
+_EXPIRE = (
+    update(_allocations)
+    .where(_allocations.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=AllocationStatus.expired, source_address=None)
+    .returning(_allocations.c.assignment_id)
 )

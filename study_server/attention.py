@@ -43,6 +43,7 @@ from study_server.db.models import (
     Stimulus,
     StimulusKind,
 )
+from study_server.db.rendered import Database
 from study_server.db.store import record_event
 
 
@@ -149,12 +150,24 @@ def current_policy(session: Session, *, study_id: int) -> AttentionPolicy | None
     return session.scalar(_CURRENT_POLICY, {"study_id": study_id})
 
 
+def current_policy_columns(db: Database, *, study_id: int) -> Any:
+    """The current policy as a row of its id, version and minimums (what judging needs), or
+    None: for the submission, written for a Session and a driver connection alike."""
+    return db.execute(_CURRENT_POLICY_COLUMNS, {"study_id": study_id}).first()
+
+
 # Built once (each submission asks): building a statement cost more than running it.
 _CURRENT_POLICY = (
     select(AttentionPolicy)
     .where(AttentionPolicy.study_id == bindparam("study_id"))
     .order_by(AttentionPolicy.version.desc())
     .limit(1)
+)
+_CURRENT_POLICY_COLUMNS = _CURRENT_POLICY.with_only_columns(
+    AttentionPolicy.id,
+    AttentionPolicy.version,
+    AttentionPolicy.min_catch_accuracy,
+    AttentionPolicy.min_median_response_ms,
 )
 
 
@@ -204,29 +217,33 @@ def assess(
     *,
     labels: Sequence[tuple[int, int, int | None]],
     policy: AttentionPolicy | None,
-    catch_truth: Mapping[int, int] | None = None,
 ) -> None:
     """Judge a submission (position, label, response_ms per item) and store the outcome on
-    its allocation, in the caller's transaction. No policy at all: not_applicable.
-    `catch_truth` (position -> true class of the catch trials) saves the query for it when
-    the caller has read the assignment's items already."""
-    if policy is None:
-        allocation.attention = AttentionOutcome.not_applicable
-        allocation.attention_detail = None
-        allocation.attention_policy_id = None
-        return
-    truth = (
-        catch_truth if catch_truth is not None else _catch_labels(session, allocation.assignment_id)
+    its allocation, in the caller's transaction. No policy at all: not_applicable."""
+    truth = {} if policy is None else _catch_labels(session, allocation.assignment_id)
+    allocation.attention, allocation.attention_detail, allocation.attention_policy_id = verdict(
+        labels=labels, policy=policy, catch_truth=truth
     )
+
+
+def verdict(
+    *,
+    labels: Sequence[tuple[int, int, int | None]],
+    policy: Any,
+    catch_truth: Mapping[int, int],
+) -> tuple[AttentionOutcome, dict[str, Any] | None, int | None]:
+    """What is stored on a submission's allocation: the outcome, its numbers, the policy's id.
+    `policy` is an `AttentionPolicy` or a row with its columns, or None (not_applicable);
+    `catch_truth` maps each catch trial's position to its true class."""
+    if policy is None:
+        return AttentionOutcome.not_applicable, None, None
     given = {position: label for position, label, _ in labels}
     assessment = judge(
         PolicySpec.of(policy),
-        catch_right=[given.get(position) == true for position, true in sorted(truth.items())],
+        catch_right=[given.get(position) == true for position, true in sorted(catch_truth.items())],
         response_ms=[ms for _, _, ms in labels],
     )
-    allocation.attention = assessment.outcome
-    allocation.attention_detail = assessment.detail(policy)
-    allocation.attention_policy_id = policy.id
+    return assessment.outcome, assessment.detail(policy), policy.id
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import (
@@ -37,6 +37,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
+from study_server.db.rendered import Database
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 
@@ -103,17 +104,15 @@ def mint(session: Session, *, study_slug: str, n: int, note: str | None = None) 
     return codes
 
 
-def find_invite(session: Session, code: str) -> LabInvite | None:
+def find_invite(session: Database, code: str) -> LabInvite | None:
     """The invitation a code names, of any study (the caller checks which), or None."""
-    row = session.execute(
-        select(
-            LabInvitation.id,
-            LabInvitation.study_id,
-            LabInvitation.code_sha256,
-            LabInvitation.experiment_id,
-        ).where(LabInvitation.code_sha256 == code_sha256(code))
-    ).first()
+    row = session.execute(_INVITE, {"code_sha256": code_sha256(code)}).first()
     return None if row is None else LabInvite(*row)
+
+
+_INVITE = select(
+    LabInvitation.id, LabInvitation.study_id, LabInvitation.code_sha256, LabInvitation.experiment_id
+).where(LabInvitation.code_sha256 == bindparam("code_sha256"))
 
 
 def is_spent(session: Session, invite: LabInvite) -> bool:

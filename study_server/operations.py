@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     Integer,
     Select,
@@ -44,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -72,11 +74,17 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
+from study_server.db.rendered import Database, dialect_name
 from study_server.db.session import begin_write
-from study_server.db.store import find_study, record_event
+from study_server.db.store import find_study, record_event, study_columns
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from study_server.invitations import LabInvite
-from study_server.protocol_texts import ShownText, check_consent, require_text
+from study_server.protocol_texts import (
+    TEXT_COLUMNS,
+    ShownText,
+    check_consent,
+    require_text_columns,
+)
 
 T = TypeVar("T")
 # PostgreSQL's "serialization failure" and "deadlock detected": safe to retry from the start.
@@ -170,18 +178,19 @@ class StudyProgress:
     experiment: str | None = None
 
 
-def _retrying(session: Session, attempt: Callable[[], T]) -> T:
-    """Run `attempt` (one whole transaction) again when it loses a race on the database."""
+def _retrying(session: Database, attempt: Callable[[], T]) -> T:
+    """Run `attempt` (one whole transaction) again when it loses a race on the database
+    (through SQLAlchemy, or on a bare psycopg connection)."""
     for remaining in range(_ATTEMPTS - 1, -1, -1):
         try:
             return attempt()
-        except IntegrityError:
+        except (IntegrityError, psycopg.IntegrityError):
             session.rollback()
             if not remaining:
                 raise
-        except DBAPIError as error:
+        except (DBAPIError, psycopg.Error) as error:
             session.rollback()
-            code = getattr(error.orig, "sqlstate", None)
+            code = getattr(getattr(error, "orig", error), "sqlstate", None)
             if code not in _RETRYABLE_PGCODES or not remaining:
                 raise
     raise AssertionError("unreachable")
@@ -207,7 +216,7 @@ def assignment_size_range(session: Session, study_id: int) -> tuple[int, int]:
 
 def accept(
     *,
-    session: Session,
+    session: Database,
     study_slug: str,
     claimant: Claimant,
     consent_sha256: str,
@@ -218,7 +227,9 @@ def accept(
     """Give the claimant an assignment of the study (or the one they already hold), once they
     agreed to its current consent text (`consent_sha256`, what the page showed them).
 
-    A lab claim needs `invite`, the invitation its code names (`invitations.find_invite`).
+    `session`: a Session, or a bare driver connection (`rendered.DriverStatements`): every
+    statement is a Core one. A lab claim needs `invite`, the invitation its code names
+    (`invitations.find_invite`).
     """
     return _retrying(
         session,
@@ -227,7 +238,7 @@ def accept(
 
 
 def _accept_once(
-    session: Session,
+    session: Database,
     study_slug: str,
     claimant: Claimant,
     consent_sha256: str,
@@ -236,7 +247,7 @@ def _accept_once(
     invite: LabInvite | None,
 ) -> Accepted:
     begin_write(session)
-    study = find_study(session, study_slug)
+    study = study_columns(session, study_slug)
     consent = check_consent(session, study_id=study.id, sha256=consent_sha256)
     worker, mturk = claimant.worker, claimant.mturk
     hit = None
@@ -251,7 +262,7 @@ def _accept_once(
         raise ForbiddenError("this invitation code is not one of this study")
     rules.expire_overdue(session, study_id=study.id, now=now)
     worker_id = _get_or_create_worker(session, worker)
-    held = session.scalar(_HELD, {"study_id": study.id, "worker_id": worker_id})
+    held = session.execute(_HELD, {"study_id": study.id, "worker_id": worker_id}).first()
     if held is not None and held.status == AllocationStatus.submitted:
         if mturk is not None and held.mturk_assignment_id == mturk.assignment_id:
             result = _accepted(session, study, held, AcceptOutcome.submitted)
@@ -265,12 +276,20 @@ def _accept_once(
             "you have already completed an assignment of this study; each person labels only one"
         )
     if held is not None and held.status == AllocationStatus.active:
+        changes: dict[str, Any] = {}
         if held.consent_sha256 != consent.sha256:
-            _record_consent(session, held, consent, now, renewed=True)
+            changes |= _consent_values(consent, now)
+            record_event(
+                session,
+                kind="consent_renewed",
+                study_id=study.id,
+                assignment_id=held.assignment_id,
+                detail={"allocation": held.id, "consent_version": consent.version},
+            )
         if mturk is not None and held.mturk_assignment_id != mturk.assignment_id:
             # The worker returned the HIT and accepted another of the same study: same items,
             # the new MTurk assignment carries the submission.
-            _attach_mturk(held, mturk)
+            changes |= _mturk_values(mturk)
             record_event(
                 session,
                 kind="reaccepted",
@@ -279,6 +298,8 @@ def _accept_once(
                 assignment_id=held.assignment_id,
                 detail={"mturk_assignment_id": mturk.assignment_id, "hit_id": mturk.hit_id},
             )
+        if changes:
+            session.execute(_allocation_update(*changes), {"allocation_id": held.id, **changes})
         result = _accepted(session, study, held, AcceptOutcome.resumed)
         session.commit()
         return result
@@ -306,27 +327,31 @@ def _accept_once(
     )
     assignment = choice.assignment
     if assignment.status == AssignmentStatus.available:
-        assignment.status = AssignmentStatus.allocated
-    allocation = held or Allocation(study_id=study.id, worker_id=worker_id)
-    allocation.assignment_id = assignment.id
-    allocation.status = AllocationStatus.active
-    allocation.allocated_at = now
-    allocation.expires_at = rules.hold_deadline(hit, now=now, policy=policy)
-    allocation.submitted_at = None
-    # Lab work counts by its invitation; MTurk and Prolific work waits for their sync.
-    allocation.verification = (
-        Verification.invited if worker.source == WorkerSource.local else Verification.unverified
-    )
-    allocation.verification_note = None
-    allocation.source_address = claimant.address
-    allocation.mturk_assignment_id = allocation.hit_id = allocation.turk_submit_to = None
-    if mturk is not None:
-        _attach_mturk(allocation, mturk)
-    _record_consent(session, allocation, consent, now, renewed=False)
-    session.add(allocation)
-    session.flush()
-    if held is not None:  # labels saved under an earlier, expired hold are not for this one
-        session.execute(_DELETE_DRAFTS, {"allocation_id": allocation.id})
+        session.execute(_ALLOCATE_ASSIGNMENT, {"assignment_id": assignment.id})
+    hold = {
+        "assignment_id": assignment.id,
+        "status": AllocationStatus.active,
+        "allocated_at": now,
+        "expires_at": rules.hold_deadline(hit, now=now, policy=policy),
+        "submitted_at": None,
+        # Lab work counts by its invitation; MTurk and Prolific work waits for their sync.
+        "verification": (
+            Verification.invited if worker.source == WorkerSource.local else Verification.unverified
+        ),
+        "verification_note": None,
+        "source_address": claimant.address,
+        **_mturk_values(mturk),
+        **_consent_values(consent, now),
+    }
+    if held is None:
+        allocation_id = session.execute(
+            _INSERT_ALLOCATION, {"study_id": study.id, "worker_id": worker_id, **hold}
+        ).scalar_one()
+    else:  # an expired hold of this person's, renewed
+        allocation_id = held.id
+        session.execute(_allocation_update(*hold), {"allocation_id": allocation_id, **hold})
+        # labels saved under the earlier hold are not for this one
+        session.execute(_DELETE_DRAFTS, {"allocation_id": allocation_id})
     outcome = AcceptOutcome.shared if choice.shared else AcceptOutcome.allocated
     record_event(
         session,
@@ -339,89 +364,95 @@ def _accept_once(
             "mturk_assignment_id": mturk.assignment_id if mturk else None,
             "hit_id": mturk.hit_id if mturk else None,
             "again_after_expiry": held is not None,
-            "expires_at": allocation.expires_at.isoformat(),
+            "expires_at": hold["expires_at"].isoformat(),
             "consent_version": consent.version,
         },
     )
-    result = _accepted(session, study, allocation, outcome, assignment=assignment)
+    result = _accepted(
+        session,
+        study,
+        _Hold(allocation_id, assignment.id, hold["expires_at"], None),
+        outcome,
+        public_id=assignment.public_id,
+    )
     session.commit()
     return result
 
 
-def _record_consent(
-    session: Session, allocation: Allocation, consent: ProtocolText, now: datetime, *, renewed: bool
-) -> None:
+def _consent_values(consent: Any, now: datetime) -> dict[str, Any]:
     """Rule 9: what the person agreed to, and when. Agreeing again to a newer version on a
-    reload (the text changed meanwhile) is recorded too."""
-    allocation.consent_text_id = consent.id
-    allocation.consent_sha256 = consent.sha256
-    allocation.consented_at = now
-    if renewed:
-        record_event(
-            session,
-            kind="consent_renewed",
-            study_id=allocation.study_id,
-            assignment_id=allocation.assignment_id,
-            detail={"allocation": allocation.id, "consent_version": consent.version},
-        )
+    reload (the text changed meanwhile) is recorded too (`consent_renewed`)."""
+    return {"consent_text_id": consent.id, "consent_sha256": consent.sha256, "consented_at": now}
 
 
-def given_debrief(session: Session, allocation: Allocation) -> ShownText | None:
+def _mturk_values(mturk: MTurkContext | None) -> dict[str, Any]:
+    """The MTurk identifiers a hold carries (none for a lab or Prolific claim)."""
+    return {
+        "mturk_assignment_id": mturk.assignment_id if mturk else None,
+        "hit_id": mturk.hit_id if mturk else None,
+        "turk_submit_to": mturk.turk_submit_to if mturk else None,
+    }
+
+
+def given_debrief(session: Database, allocation: Any) -> ShownText | None:
     """The debrief recorded with a submission (None before 0005's protocol existed)."""
     if allocation.debrief_text_id is None:
         return None
-    return ShownText.of(session.get_one(ProtocolText, allocation.debrief_text_id))
+    return ShownText.of(session.execute(_TEXT_BY_ID, {"id": allocation.debrief_text_id}).one())
 
 
-def _check_mturk_assignment(session: Session, *, mturk: MTurkContext, worker: WorkerRef) -> None:
+def _check_mturk_assignment(session: Database, *, mturk: MTurkContext, worker: WorkerRef) -> None:
     owner = session.scalar(_ASSIGNMENT_OWNER, {"mturk_assignment_id": mturk.assignment_id})
     if owner is not None and owner != worker.external_id:
         raise ForbiddenError(f"MTurk assignment {mturk.assignment_id!r} belongs to another worker")
 
 
-def _attach_mturk(allocation: Allocation, mturk: MTurkContext) -> None:
-    allocation.mturk_assignment_id = mturk.assignment_id
-    allocation.hit_id = mturk.hit_id
-    allocation.turk_submit_to = mturk.turk_submit_to
+@dataclass(frozen=True)
+class _Hold:
+    """What an accept answers from, of a hold it made (a row of `_HELD` has the same)."""
+
+    id: int
+    assignment_id: int
+    expires_at: datetime
+    debrief_text_id: int | None
 
 
 def _accepted(
-    session: Session,
-    study: Study,
-    allocation: Allocation,
+    session: Database,
+    study: Any,
+    hold: Any,
     outcome: AcceptOutcome,
     *,
-    assignment: Assignment | None = None,
+    public_id: str | None = None,
 ) -> Accepted:
-    assignment = assignment or session.get_one(Assignment, allocation.assignment_id)
-    images = session.scalars(_ITEM_IMAGES, {"assignment_id": assignment.id}).all()
+    if public_id is None:
+        public_id = session.scalar(_PUBLIC_ID, {"assignment_id": hold.assignment_id})
+    images = session.scalars(_ITEM_IMAGES, {"assignment_id": hold.assignment_id}).all()
     saved: tuple[LabelInput, ...] = ()
     if outcome == AcceptOutcome.resumed:
         saved = tuple(
             LabelInput(position, label, response_ms)
             for position, label, response_ms in session.execute(
-                select(LabelDraft.position, LabelDraft.label, LabelDraft.response_ms)
-                .where(LabelDraft.allocation_id == allocation.id)
-                .order_by(LabelDraft.position)
+                _SAVED_DRAFTS, {"allocation_id": hold.id}
             )
         )
     return Accepted(
         outcome=outcome,
-        assignment_public_id=assignment.public_id,
+        assignment_public_id=public_id,
         class_names=list(study.class_names),
-        expires_at=allocation.expires_at,
+        expires_at=hold.expires_at,
         item_images=tuple(images),
         saved=saved,
-        debrief=given_debrief(session, allocation) if outcome == AcceptOutcome.submitted else None,
+        debrief=given_debrief(session, hold) if outcome == AcceptOutcome.submitted else None,
     )
 
 
-def _get_or_create_worker(session: Session, worker: WorkerRef) -> int:
+def _get_or_create_worker(session: Database, worker: WorkerRef) -> int:
     """The person's row id, the row locked: their claims take turns (allocation rule 8).
 
     One upsert: ON CONFLICT DO UPDATE locks the existing row as FOR UPDATE would (on SQLite
     the write lock is already held), and a concurrent twin's insert waits for it."""
-    statement = _worker_upsert(session.get_bind().dialect.name)
+    statement = _worker_upsert(dialect_name(session))
     values = {"source": worker.source, "external_id": worker.external_id}
     return session.execute(statement, values).scalar_one()
 
@@ -441,17 +472,118 @@ def _worker_upsert(dialect: str) -> Any:
     ).returning(table.c.id)
 
 
+def _binds(table: Any, names: Iterable[str]) -> dict[str, Any]:
+    """A bound parameter per column, of the column's type: statements that name every column
+    they write (a driver connection fills in no Python-side default)."""
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+_allocations = Allocation.__table__
+
+
+@functools.cache
+def _allocation_update(*columns: str) -> Any:
+    """An UPDATE of these columns of one allocation (`allocation_id`), built once per set."""
+    return (
+        update(_allocations)
+        .where(_allocations.c.id == bindparam("allocation_id"))
+        .values(_binds(_allocations, columns))
+    )
+
+
 # Built once, like every statement of accept and submit: constructing one per call cost more
 # CPU than running it (0.32-0.42 ms against 0.12-0.18 ms a query on PostgreSQL).
 _HELD = (
-    select(Allocation)
+    select(
+        Allocation.id,
+        Allocation.assignment_id,
+        Allocation.status,
+        Allocation.mturk_assignment_id,
+        Allocation.consent_sha256,
+        Allocation.expires_at,
+        Allocation.debrief_text_id,
+    )
     .where(
         Allocation.study_id == bindparam("study_id"),
         Allocation.worker_id == bindparam("worker_id"),
     )
     .with_for_update()
 )
-_DELETE_DRAFTS = delete(LabelDraft).where(LabelDraft.allocation_id == bindparam("allocation_id"))
+_INSERT_ALLOCATION = (
+    insert(_allocations)
+    .values(
+        _binds(
+            _allocations,
+            [
+                "study_id",
+                "worker_id",
+                "assignment_id",
+                "status",
+                "allocated_at",
+                "expires_at",
+                "submitted_at",
+                "verification",
+                "verification_note",
+                "source_address",
+                "mturk_assignment_id",
+                "hit_id",
+                "turk_submit_to",
+                "consent_text_id",
+                "consent_sha256",
+                "consented_at",
+            ],
+        )
+    )
+    .returning(_allocations.c.id)
+)
+_ALLOCATE_ASSIGNMENT = (
+    update(Assignment.__table__)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(status=AssignmentStatus.allocated)
+)
+_SUBMIT_ASSIGNMENT = (
+    update(Assignment.__table__)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(status=AssignmentStatus.submitted)
+)
+_SUBMIT_ALLOCATION = _allocation_update(
+    "status",
+    "submitted_at",
+    "source_address",
+    "attention",
+    "attention_detail",
+    "attention_policy_id",
+    "debrief_text_id",
+    "debriefed_at",
+)
+_labels = Label.__table__
+_INSERT_LABELS = insert(_labels).values(
+    _binds(
+        _labels,
+        [
+            "allocation_id",
+            "assignment_id",
+            "stimulus_id",
+            "worker_id",
+            "position",
+            "label",
+            "response_ms",
+        ],
+    )
+)
+_DELETE_DRAFTS = delete(LabelDraft.__table__).where(
+    LabelDraft.allocation_id == bindparam("allocation_id")
+)
+_SAVED_DRAFTS = (
+    select(LabelDraft.position, LabelDraft.label, LabelDraft.response_ms)
+    .where(LabelDraft.allocation_id == bindparam("allocation_id"))
+    .order_by(LabelDraft.position)
+)
+_STORED_LABELS = select(Label.position, Label.label).where(
+    Label.allocation_id == bindparam("allocation_id")
+)
+_TEXT_BY_ID = select(*TEXT_COLUMNS).where(ProtocolText.id == bindparam("id"))
+_PUBLIC_ID = select(Assignment.public_id).where(Assignment.id == bindparam("assignment_id"))
 _ASSIGNMENT_OWNER = (
     select(Worker.external_id)
     .join(Allocation, Allocation.worker_id == Worker.id)
@@ -464,10 +596,20 @@ _ITEM_IMAGES = (
     .order_by(AssignmentItem.position)
 )
 _ASSIGNMENT_LOCKED = (
-    select(Assignment).where(Assignment.public_id == bindparam("public_id")).with_for_update()
+    select(Assignment.id, Assignment.study_id, Assignment.status)
+    .where(Assignment.public_id == bindparam("public_id"))
+    .with_for_update()
 )
 _PERSONS_ALLOCATION_LOCKED = (
-    select(Allocation)
+    select(
+        Allocation.id,
+        Allocation.assignment_id,
+        Allocation.status,
+        Allocation.mturk_assignment_id,
+        Allocation.worker_id,
+        Allocation.expires_at,
+        Allocation.debrief_text_id,
+    )
     .join(Worker, Worker.id == Allocation.worker_id)
     .where(
         Allocation.study_id == bindparam("study_id"),
@@ -510,14 +652,15 @@ def item_image(*, session: Session, assignment_public_id: str, position: int) ->
 
 def submit(
     *,
-    session: Session,
+    session: Database,
     assignment_public_id: str,
     worker: WorkerRef,
     mturk_assignment_id: str | None,
     labels: Sequence[LabelInput],
     now: datetime,
 ) -> Submitted:
-    """Store a worker's labels for their assignment, all at once; safe to retry."""
+    """Store a worker's labels for their assignment, all at once; safe to retry. `session`: a
+    Session, or a bare driver connection (`rendered.DriverStatements`)."""
     return _retrying(
         session,
         lambda: _submit_once(
@@ -527,20 +670,20 @@ def submit(
 
 
 def _own_allocation(
-    session: Session, assignment_public_id: str, worker: WorkerRef, mturk_assignment_id: str | None
-) -> tuple[Assignment, Allocation]:
-    """The assignment (locked) and the worker's allocation of it, or why not."""
-    assignment = session.scalar(_ASSIGNMENT_LOCKED, {"public_id": assignment_public_id})
+    session: Database, assignment_public_id: str, worker: WorkerRef, mturk_assignment_id: str | None
+) -> tuple[Any, Any]:
+    """The assignment and the worker's allocation of it (rows, both locked), or why not."""
+    assignment = session.execute(_ASSIGNMENT_LOCKED, {"public_id": assignment_public_id}).first()
     if assignment is None:
         raise NotFoundError("no such assignment")
-    allocation = session.scalar(
+    allocation = session.execute(
         _PERSONS_ALLOCATION_LOCKED,
         {
             "study_id": assignment.study_id,
             "source": worker.source,
             "external_id": worker.external_id,
         },
-    )
+    ).first()
     if allocation is None or allocation.assignment_id != assignment.id:
         raise ForbiddenError("this assignment is not allocated to you")
     if allocation.mturk_assignment_id != mturk_assignment_id:
@@ -551,7 +694,7 @@ def _own_allocation(
 
 
 def _submit_once(
-    session: Session,
+    session: Database,
     assignment_public_id: str,
     worker: WorkerRef,
     mturk_assignment_id: str | None,
@@ -574,12 +717,10 @@ def _submit_once(
         raise ConflictError(
             "your time for this assignment ran out and it was given to someone else"
         )
-    # Everything read before anything changes: one UPDATE per row at the commit, not one
-    # per autoflush.
-    policy = attention.current_policy(session, study_id=assignment.study_id)
-    debrief = require_text(session, study_id=assignment.study_id, kind=TextKind.debrief)
-    session.execute(  # on the table: the ORM's bulk insert cost more than the statement
-        insert(Label.__table__),
+    policy = attention.current_policy_columns(session, study_id=assignment.study_id)
+    debrief = require_text_columns(session, study_id=assignment.study_id, kind=TextKind.debrief)
+    session.execute(
+        _INSERT_LABELS,
         [
             {
                 "allocation_id": allocation.id,
@@ -595,21 +736,28 @@ def _submit_once(
     )
     session.execute(_DELETE_DRAFTS, {"allocation_id": allocation.id})
     late = allocation.status == AllocationStatus.expired  # late, but nobody else has it: take it
-    allocation.status = AllocationStatus.submitted
-    allocation.submitted_at = now
-    allocation.source_address = None
-    assignment.status = AssignmentStatus.submitted
-    attention.assess(
-        session,
-        allocation,
+    judged, judged_detail, judged_by = attention.verdict(
         labels=[(item.position, item.label, item.response_ms) for item in labels],
         policy=policy,
         catch_truth={
             item.position: item.original_label for item in items if item.kind == StimulusKind.catch
         },
     )
-    allocation.debrief_text_id = debrief.id
-    allocation.debriefed_at = now
+    session.execute(
+        _SUBMIT_ALLOCATION,
+        {
+            "allocation_id": allocation.id,
+            "status": AllocationStatus.submitted,
+            "submitted_at": now,
+            "source_address": None,
+            "attention": judged,
+            "attention_detail": judged_detail,
+            "attention_policy_id": judged_by,
+            "debrief_text_id": debrief.id,
+            "debriefed_at": now,
+        },
+    )
+    session.execute(_SUBMIT_ASSIGNMENT, {"assignment_id": assignment.id})
     record_event(
         session,
         kind="submitted",
@@ -620,7 +768,7 @@ def _submit_once(
             "labels": len(labels),
             "mturk_assignment_id": mturk_assignment_id,
             "after_expiry": late,
-            "attention": allocation.attention.value if allocation.attention else None,
+            "attention": judged.value,
             "debrief_version": debrief.version,
         },
     )
@@ -628,7 +776,7 @@ def _submit_once(
     return Submitted(already_submitted=False, num_labels=len(labels), debrief=ShownText.of(debrief))
 
 
-def _submission_items(session: Session, assignment_id: int) -> Sequence[Any]:
+def _submission_items(session: Database, assignment_id: int) -> Sequence[Any]:
     """The assignment's items, each with what judging a submission needs (its stimulus, catch
     trial or not, the true class) and the study's number of classes: one query."""
     return session.execute(_SUBMISSION_ITEMS, {"assignment_id": assignment_id}).all()
@@ -899,13 +1047,9 @@ def _validate_labels(
 
 
 def _resubmission(
-    session: Session, *, allocation: Allocation, labels: Sequence[LabelInput], worker: WorkerRef
+    session: Database, *, allocation: Any, labels: Sequence[LabelInput], worker: WorkerRef
 ) -> Submitted:
-    stored = dict(
-        session.execute(
-            select(Label.position, Label.label).where(Label.allocation_id == allocation.id)
-        ).all()
-    )
+    stored = dict(session.execute(_STORED_LABELS, {"allocation_id": allocation.id}).all())
     if stored == {item.position: item.label for item in labels}:
         debrief = given_debrief(session, allocation)
         session.rollback()

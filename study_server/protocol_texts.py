@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import nh3
 from markdown_it import MarkdownIt
@@ -33,6 +34,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import ProtocolText, TextKind
+from study_server.db.rendered import Database
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 from study_server.errors import ConflictError, InvalidInputError, NotFoundError
@@ -49,6 +51,7 @@ FORMATS = {
 }
 # What may stay of a text: structure, emphasis, lists, tables and links. Nothing that runs,
 # loads something or changes the page (no script, style, img, iframe, form, on* attributes).
+T = TypeVar("T")
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "dl", "dt", "em", "h1", "h2", "h3",
     "h4", "hr", "i", "li", "mark", "ol", "p", "pre", "small", "strong", "sub", "sup", "table",
@@ -87,7 +90,8 @@ class ShownText:
     html: str
 
     @classmethod
-    def of(cls, row: ProtocolText) -> ShownText:
+    def of(cls, row: Any) -> ShownText:
+        """From a `ProtocolText`, or a row of `TEXT_COLUMNS`."""
         return cls(row.version, row.sha256, row.html)
 
 
@@ -170,10 +174,30 @@ def current_text(session: Session, *, study_id: int, kind: TextKind) -> Protocol
 
 
 def require_text(session: Session, *, study_id: int, kind: TextKind) -> ProtocolText:
-    text = current_text(session, study_id=study_id, kind=kind)
+    return _required(current_text(session, study_id=study_id, kind=kind), kind)
+
+
+def require_text_columns(db: Database, *, study_id: int, kind: TextKind) -> Any:
+    """`require_text` as a row of `TEXT_COLUMNS`: for the accept and the submission, written
+    for a Session and a driver connection alike."""
+    text = db.execute(_CURRENT_TEXT_COLUMNS, {"study_id": study_id, "kind": kind}).first()
+    return _required(text, kind)
+
+
+def _required(text: T | None, kind: TextKind) -> T:
     if text is None:
         raise NotFoundError(f"this study has no {kind.value} text")
     return text
+
+
+# What the accept and the submission read of a text: which version, and what it said.
+TEXT_COLUMNS = (ProtocolText.id, ProtocolText.version, ProtocolText.sha256, ProtocolText.html)
+_CURRENT_TEXT_COLUMNS = _CURRENT_TEXT.with_only_columns(*TEXT_COLUMNS)
+_OLDER_CONSENT = select(ProtocolText.version).where(
+    ProtocolText.study_id == bindparam("study_id"),
+    ProtocolText.kind == TextKind.consent,
+    ProtocolText.sha256 == bindparam("sha256"),
+)
 
 
 def add_version(
@@ -251,17 +275,12 @@ def attach_files(
     return done
 
 
-def check_consent(session: Session, *, study_id: int, sha256: str) -> ProtocolText:
-    """The consent version a person agreed to, if `sha256` is the study's current one."""
-    current = require_text(session, study_id=study_id, kind=TextKind.consent)
+def check_consent(session: Database, *, study_id: int, sha256: str) -> Any:
+    """The consent version a person agreed to (a row of `TEXT_COLUMNS`), if `sha256` is the
+    study's current one."""
+    current = require_text_columns(session, study_id=study_id, kind=TextKind.consent)
     if sha256 != current.sha256:
-        older = session.scalar(
-            select(ProtocolText.version).where(
-                ProtocolText.study_id == study_id,
-                ProtocolText.kind == TextKind.consent,
-                ProtocolText.sha256 == sha256,
-            )
-        )
+        older = session.scalar(_OLDER_CONSENT, {"study_id": study_id, "sha256": sha256})
         what = (
             f"version {older} of the consent text, which was replaced by version {current.version}"
             if older is not None

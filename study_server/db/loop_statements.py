@@ -13,16 +13,16 @@ the thread pool (it runs every call through a greenlet).
 Labels saved at the same moment go as one statement (`LoopBatch`): the driver's and the
 loop's cost per round trip, and PostgreSQL's per statement, is then paid once for them all.
 
-The statements stay SQLAlchemy expressions, written once for both backends: `LoopStatement`
-renders one for the engine's dialect and applies the same parameter conversions (enums to
-their names, `UTCDateTime`) that SQLAlchemy would. SQLite has no async driver here: there,
-and for anything more than one statement, the thread pool stays.
+The statements stay SQLAlchemy expressions, written once for both backends, rendered once
+for psycopg (`rendered.RenderedStatement`, with the conversions SQLAlchemy would apply).
+SQLite has no async driver here: there, and for anything more than one statement, the
+thread pool stays.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from psycopg import AsyncConnection, DataError, OperationalError
@@ -30,36 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 from sqlalchemy.sql.expression import Executable
 
-
-class LoopStatement:
-    """A SQLAlchemy statement rendered once for psycopg, with its parameter conversions."""
-
-    def __init__(self, statement: Executable, engine: Engine) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = compiled.string
-        self._convert: dict[str, Callable[[Any], Any]] = {}
-        for bind, name in compiled.bind_names.items():
-            processor = bind.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
-            if processor is not None:
-                self._convert[name] = processor
-        self._fixed = self._converted(
-            {
-                name: bind.effective_value
-                for bind, name in compiled.bind_names.items()
-                if not bind.required
-            }
-        )
-
-    def _converted(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        convert = self._convert
-        return {
-            name: value if value is None or name not in convert else convert[name](value)
-            for name, value in values.items()
-        }
-
-    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The statement's parameters: its constants, and `values` converted as SQLAlchemy would."""
-        return {**self._fixed, **self._converted(values)}
+from study_server.db.rendered import Renderings
 
 
 class LoopDatabase:
@@ -79,21 +50,13 @@ class LoopDatabase:
             open=False,
             name="loop-statements",
         )
-        self._statements: dict[Executable, LoopStatement] = {}
+        self.statement = Renderings(engine.dialect)
 
     async def open(self) -> None:
         await self.pool.open()
 
     async def close(self) -> None:
         await self.pool.close()
-
-    def statement(self, statement: Executable) -> LoopStatement:
-        """`statement` rendered, once per statement object (build statements once, like
-        `operations.save_drafts_statement`)."""
-        rendered = self._statements.get(statement)
-        if rendered is None:
-            rendered = self._statements[statement] = LoopStatement(statement, self.engine)
-        return rendered
 
     async def rows(
         self, statement: Executable, values: Mapping[str, Any], *, repeatable: bool = False
@@ -113,7 +76,7 @@ class LoopDatabase:
             try:
                 async with self.pool.connection() as connection:
                     cursor = await connection.execute(rendered.sql, parameters, prepare=True)
-                    return await cursor.fetchall()
+                    return rendered.rows(await cursor.fetchall(), cursor.description)
             except OperationalError:
                 if attempt == attempts or connection is None or not connection.broken:
                     raise

@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from study_server.db.rendered import Database
+
 # How long a SQLite writer waits for the lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN_OPTION = "advcritic_sqlite_begin"
@@ -82,12 +84,16 @@ def create_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def begin_write(session: Session) -> None:
+def begin_write(session: Session | Database) -> None:
     """Start the session's transaction as a writer (BEGIN IMMEDIATE on SQLite).
 
     Must be the first thing a write operation does in its transaction: a transaction that
-    has already read cannot be upgraded safely on SQLite, so that is refused loudly.
+    has already read cannot be upgraded safely on SQLite, so that is refused loudly. A bare
+    driver connection (PostgreSQL, `rendered.DriverStatements`) needs nothing: there the
+    operations lock the rows that decide.
     """
+    if not isinstance(session, Session):
+        return
     if session.in_transaction():
         raise RuntimeError("begin_write must start the transaction; commit or roll back first")
     session.connection(execution_options={_SQLITE_BEGIN_OPTION: "IMMEDIATE"})

@@ -13,6 +13,7 @@ from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import Assignment, Event, Study
+from study_server.db.rendered import Database
 from study_server.errors import NotFoundError
 
 T = TypeVar("T")
@@ -58,10 +59,27 @@ def find_named(
     if found is not None:
         return found
     if not list_known:
-        raise error(f"no {noun} named {slug!r}")
+        raise error(_no_such(noun, slug))
     known = session.scalars(select(model.slug).order_by(model.slug)).all()  # type: ignore[attr-defined]
     listing = ", ".join(known) if known else f"none; {none_yet}"
     raise error(f"no {noun} {slug!r} in the database ({model.__tablename__}: {listing})")
+
+
+def _no_such(noun: str, slug: str) -> str:
+    return f"no {noun} named {slug!r}"
+
+
+def study_columns(db: Database, slug: str) -> Any:
+    """The study named `slug` as a row of `STUDY_COLUMNS` (what a claim needs of it), or
+    `StudyNotFound`: for the operations written for a Session and a driver connection alike."""
+    found = db.execute(_STUDY_COLUMNS_BY_SLUG, {"slug": slug}).first()
+    if found is None:
+        raise StudyNotFound(_no_such("study", slug))
+    return found
+
+
+STUDY_COLUMNS = (Study.id, Study.slug, Study.experiment_id, Study.class_names)
+_STUDY_COLUMNS_BY_SLUG = select(*STUDY_COLUMNS).where(Study.slug == bindparam("slug"))
 
 
 @functools.cache
@@ -86,13 +104,14 @@ def sibling_study_ids(session: Session, *, study_id: int) -> list[int]:
     return experiment_study_ids(session, experiment_id=experiment_id)
 
 
-def experiment_study_ids(session: Session, *, experiment_id: int) -> list[int]:
+def experiment_study_ids(session: Database, *, experiment_id: int) -> list[int]:
     """The studies of an experiment, in the order they were made."""
-    return list(
-        session.scalars(
-            select(Study.id).where(Study.experiment_id == experiment_id).order_by(Study.id)
-        )
-    )
+    return list(session.scalars(_EXPERIMENT_STUDY_IDS, {"experiment_id": experiment_id}))
+
+
+_EXPERIMENT_STUDY_IDS = (
+    select(Study.id).where(Study.experiment_id == bindparam("experiment_id")).order_by(Study.id)
+)
 
 
 def assignment_count(session: Session, *, study_id: int) -> int:
@@ -101,7 +120,7 @@ def assignment_count(session: Session, *, study_id: int) -> int:
 
 
 def record_event(
-    session: Session,
+    session: Database,
     *,
     kind: str,
     study_id: int | None = None,
@@ -127,4 +146,11 @@ def record_event(
     )
 
 
-_INSERT_EVENT = insert(Event.__table__)
+_events = Event.__table__
+# Every column named (a driver connection fills in no Python-side default, such as `detail`'s).
+_INSERT_EVENT = insert(_events).values(
+    {
+        name: bindparam(name, type_=_events.c[name].type)
+        for name in ("study_id", "kind", "worker_external_id", "assignment_id", "detail")
+    }
+)

@@ -103,9 +103,11 @@ def test_authors_numerics_match_an_independent_float32_loop(confident_fc, digits
         )
     )
     expected = torch.from_numpy(np.concatenate(expected))
-    # Batched and one-image forward passes differ in the last float32 bits; the trajectories
-    # must still be the same to well below a pixel's 8-bit step (1/255).
-    torch.testing.assert_close(result.raw, expected, rtol=0, atol=2e-4)
+    # Batched and one-image forward passes differ in the last float32 bits, by how much
+    # depends on the kernels this CPU gets (up to 3.1e-4 on an AMD EPYC, where 2e-4 held
+    # elsewhere); the trajectories must still be the same to well below a pixel's 8-bit step
+    # (1/255 = 3.9e-3).
+    torch.testing.assert_close(result.raw, expected, rtol=0, atol=1e-3)
     # A sample whose p_t lands within float32 rounding of C may stop a few updates apart:
     # near p = 1 the eps-dominated steps are tiny, so p_t can hover within rounding of C for
     # several updates (seen: 2 apart on one CPU, 1 on another). The images they return agree

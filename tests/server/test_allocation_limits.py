@@ -30,9 +30,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from study_server.db.models import Allocation, AllocationStatus, Event, MTurkHit
+from study_server.allocation import AllocationPolicy
+from study_server.db.models import Allocation, AllocationStatus, Event, MTurkHit, WorkerSource
+from study_server.errors import ConflictError
+from study_server.operations import Claimant, MTurkContext, WorkerRef, accept
 from testkit.databases import session_for
 from testkit.servers import MTURK_TEST_SUBMIT_HOST, make_settings, serve_process
+from testkit.studies import consent_sha256 as stored_consent_sha256
 from testkit.studies import import_study, invite, register_hits
 from tests.server.flow import consent_sha256, lab_accept
 
@@ -313,3 +317,48 @@ def _refusals(url: str, status: int) -> int:
         )
     finally:
         session.close()
+
+
+def test_a_shared_claim_waits_for_the_least_shared_images_rather_than_crowd_others(
+    database_url, make_bundle
+):
+    """Rule 5's order: the fewest claims, then the oldest. HIT H0 drew both assignments, one
+    of them already shared; a worker of H1 (which drew none) waits for the other to be
+    `share_after` old instead of becoming the third on the first: the race the test of many
+    forgers above ran into when its last draws were younger than `share_after`."""
+    study = import_study(database_url, make_bundle(n_adversarial=10), items_per_assignment=5)
+    register_hits(database_url, study.slug, ["H0", "H1"])
+    consent = stored_consent_sha256(database_url, study.slug)
+    policy = AllocationPolicy(timeout=timedelta(hours=1), share_after=timedelta(seconds=60))
+    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    def claim(worker: str, hit: str, at: datetime) -> Any:
+        session = session_for(database_url)
+        try:
+            return accept(
+                session=session,
+                study_slug=study.slug,
+                claimant=Claimant(
+                    WorkerRef(WorkerSource.mturk, worker),
+                    MTurkContext(f"A-{worker}", hit, MTURK_TEST_SUBMIT_HOST),
+                    None,
+                ),
+                consent_sha256=consent,
+                now=at,
+                policy=policy,
+            )
+        finally:
+            session.close()
+
+    first = claim("F1", "H0", t0)
+    second = claim("F2", "H0", t0 + timedelta(seconds=61))  # H0's second draw
+    shared = claim("F3", "H0", t0 + timedelta(seconds=61))  # the pool is empty: shares
+    assert first.outcome.value == second.outcome.value == "allocated"
+    assert shared.outcome.value == "shared"
+    assert shared.assignment_public_id == first.assignment_public_id  # the older one
+    with pytest.raises(ConflictError) as early:
+        claim("REAL", "H1", t0 + timedelta(seconds=62))
+    assert early.value.headers == {"Retry-After": "59"}  # when the second one is ready
+    real = claim("REAL", "H1", t0 + timedelta(seconds=121))
+    assert real.outcome.value == "shared"
+    assert real.assignment_public_id == second.assignment_public_id

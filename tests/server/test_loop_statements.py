@@ -11,8 +11,9 @@ import pytest
 from psycopg import OperationalError
 from sqlalchemy import event, func, insert, literal, select
 
-from study_server.db.loop_statements import LoopDatabase, LoopStatement
+from study_server.db.loop_statements import LoopDatabase
 from study_server.db.models import Event, WorkerSource
+from study_server.db.rendered import RenderedStatement
 from study_server.db.session import create_db_engine
 from study_server.operations import (
     LabelInput,
@@ -48,7 +49,7 @@ def test_a_statement_is_sent_as_sqlalchemy_would_send_it(postgres_database_url):
         event.remove(engine, "before_cursor_execute", record)
         engine.dispose()
     ((sql, parameters),) = sent
-    rendered = LoopStatement(save_draft_statement("postgresql"), engine)
+    rendered = RenderedStatement(save_draft_statement("postgresql"), engine.dialect)
     assert rendered.sql == sql
     assert rendered.parameters(values) == parameters
     assert parameters["source"] == "mturk" and parameters["status_1"] == "active"

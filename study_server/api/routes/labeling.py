@@ -8,7 +8,7 @@ audit of events; nothing else is stored by a refused request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sqlalchemy.orm import Session
 
 from study_server.allocation import AllocationPolicy
-from study_server.api.deps import SettingsDep, in_connection, in_session
+from study_server.api.deps import SettingsDep, in_connection, in_database, in_session
 from study_server.api.route_paths import route_path
 from study_server.api.schemas import (
     MAX_ITEMS,
@@ -33,6 +33,7 @@ from study_server.api.schemas import (
     SubmitResponse,
 )
 from study_server.db.models import TextKind, WorkerSource
+from study_server.db.rendered import Database
 from study_server.db.store import find_study, record_event
 from study_server.errors import ForbiddenError, NotFoundError, StudyError
 from study_server.invitations import LabInvite, find_invite
@@ -61,6 +62,7 @@ SAVED_JSON = SaveLabelResponse(status="saved").model_dump_json().encode()
 PublicId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Position = Annotated[int, Path(ge=0, lt=MAX_ITEMS)]
 T = TypeVar("T")
+D = TypeVar("D", bound=Database)
 
 
 def _now() -> datetime:
@@ -68,11 +70,12 @@ def _now() -> datetime:
 
 
 def audit_refusals(
-    action: str, worker: WorkerRef | None, detail: dict[str, Any], work: Callable[[Session], T]
-) -> Callable[[Session], T]:
-    """`work`, with a refusal noted in the audit of events before it becomes its HTTP error."""
+    action: str, worker: WorkerRef | None, detail: dict[str, Any], work: Callable[[D], T]
+) -> Callable[[D], T]:
+    """`work`, with a refusal noted in the audit of events before it becomes its HTTP error.
+    `work` takes a Session, or a `Database` (a session or a bare driver connection)."""
 
-    def run(session: Session) -> T:
+    def run(session: D) -> T:
         try:
             return work(session)
         except StudyError as error:
@@ -93,18 +96,25 @@ def text_out(text: ShownText | None) -> ProtocolTextOut | None:
     return None if text is None else ProtocolTextOut(**asdict(text))
 
 
-async def accepting(request: Request, slug: str, run: Callable[[Session], Accepted]) -> Accepted:
-    """Run an accept; when it was refused because the consent text changed, the pages stop
-    serving the old one at once (they keep study data for a while, see `pages.study_page`)."""
+async def accepting(
+    request: Request,
+    slug: str,
+    run: Callable[[Database], Accepted],
+    *,
+    where: Callable[[Request, Callable[[Database], Accepted]], Awaitable[Accepted]] = in_database,
+) -> Accepted:
+    """Run an accept (`where`: on a bare driver connection where the database has one, by
+    default); when it was refused because the consent text changed, the pages stop serving
+    the old one at once (they keep study data for a while, see `pages.study_page`)."""
     try:
-        return await in_session(request, run)
+        return await where(request, run)
     except HTTPException as error:
         if isinstance(error.__cause__, ConsentChanged):
             request.app.state.study_pages.forget(slug)
         raise
 
 
-def _invite(session: Session, code: str) -> LabInvite:
+def _invite(session: Database, code: str) -> LabInvite:
     """The invitation a code names; an unknown code is refused before anything else. The
     read ends here (invitations never change), so the operation can begin its write."""
     invite = find_invite(session, code)
@@ -115,7 +125,7 @@ def _invite(session: Session, code: str) -> LabInvite:
 
 
 def _person(
-    session: Session, body: SubmitRequest | SaveLabelRequest
+    session: Database, body: SubmitRequest | SaveLabelRequest
 ) -> tuple[WorkerRef, str | None]:
     if body.code is not None:
         return WorkerRef.of_invite(_invite(session, body.code)), None
@@ -208,7 +218,7 @@ async def accept_assignment(
     address = getattr(request.state, "client_address", None)
     audited_worker = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
 
-    def work(session: Session) -> Accepted:
+    def work(session: Database) -> Accepted:
         invite = None
         mturk = None
         if body.mturk is not None and body.worker_id is not None:
@@ -324,7 +334,7 @@ async def submit_labels(
     audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
     labels = [LabelInput(item.position, item.label, item.response_ms) for item in body.labels]
 
-    def work(session: Session) -> Submitted:
+    def work(session: Database) -> Submitted:
         worker, mturk_assignment_id = _person(session, body)
         return submit(
             session=session,
@@ -335,7 +345,7 @@ async def submit_labels(
             now=_now(),
         )
 
-    result = await in_session(
+    result = await in_database(
         request, audit_refusals("submit", audited, {"assignment": public_id}, work)
     )
     return submit_response(result)

@@ -116,7 +116,10 @@ async def accept_participant(
         )
 
     detail = {"study": slug, "prolific_session": ids.session_id}
-    accepted = await accepting(request, slug, audit_refusals("accept", ids.worker, detail, work))
+    # A session: the Prolific checks before the accept read ORM objects.
+    accepted = await accepting(
+        request, slug, audit_refusals("accept", ids.worker, detail, work), where=in_session
+    )
     return accept_response(
         request, accepted, submit_route="prolific_submit", label_route="prolific_save_label"
     )

@@ -1,0 +1,259 @@
+"""The accept and the submission on a bare psycopg connection (`db.rendered`) do what they do
+through SQLAlchemy: same parameters sent, same rows read back, same rows stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import bindparam, column, func, insert, select, text
+
+from study_server.allocation import AllocationPolicy
+from study_server.attention import PolicySpec
+from study_server.db.models import (
+    Allocation,
+    AttentionPolicy,
+    Event,
+    Label,
+    LabelDraft,
+    Verification,
+    Worker,
+    WorkerSource,
+)
+from study_server.db.rendered import (
+    MAX_RENDERINGS,
+    DriverStatements,
+    RenderedStatement,
+    Renderings,
+    driver_statements,
+)
+from study_server.db.session import create_db_engine, create_session_factory
+from study_server.errors import ConflictError, ForbiddenError
+from study_server.importer import Protocol
+from study_server.operations import (
+    AcceptOutcome,
+    Claimant,
+    LabelInput,
+    MTurkContext,
+    WorkerRef,
+    accept,
+    submit,
+)
+from testkit.studies import consent_sha256, import_study, register_hits
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+POLICY = AllocationPolicy(timeout=timedelta(hours=1))
+# Columns that differ between two people's identical work only by who and when.
+_OWN = {"id", "worker_id", "assignment_id", "mturk_assignment_id", "hit_id", "source_address"}
+
+
+@pytest.fixture
+def engine(postgres_database_url):
+    engine = create_db_engine(postgres_database_url)
+    yield engine
+    engine.dispose()
+
+
+def _claim(n: int) -> Claimant:
+    return Claimant(
+        worker=WorkerRef(WorkerSource.mturk, f"W{n}"),
+        mturk=MTurkContext(f"A{n}", f"HIT{n}", "https://workersandbox.mturk.com"),
+        address=f"10.0.0.{n}",
+    )
+
+
+def _work(db, slug: str, consent: str, n: int, *, judged: bool = True) -> None:
+    accepted = accept(
+        session=db, study_slug=slug, claimant=_claim(n), consent_sha256=consent, now=NOW,
+        policy=POLICY,
+    )  # fmt: skip
+    assert accepted.outcome == AcceptOutcome.allocated
+    again = accept(
+        session=db, study_slug=slug, claimant=_claim(n), consent_sha256=consent,
+        now=NOW + timedelta(seconds=5), policy=POLICY,
+    )  # fmt: skip
+    assert again.outcome == AcceptOutcome.resumed
+    assert again.assignment_public_id == accepted.assignment_public_id
+    assert again.item_images == accepted.item_images and again.expires_at == accepted.expires_at
+    labels = [LabelInput(p, p % 10, 900 + p) for p in range(len(accepted.item_images))]
+
+    def send(given: list[LabelInput], minutes: int):
+        return submit(
+            session=db,
+            assignment_public_id=accepted.assignment_public_id,
+            worker=_claim(n).worker,
+            mturk_assignment_id=f"A{n}",
+            labels=given,
+            now=NOW + timedelta(minutes=minutes),
+        )
+
+    stored = send(labels, 3)
+    assert not stored.already_submitted and stored.num_labels == len(labels)
+    assert stored.debrief is not None
+    same = send(labels, 4)
+    assert same.already_submitted and same.debrief == stored.debrief
+    with pytest.raises(ConflictError):
+        send([LabelInput(item.position, (item.label + 1) % 10, 1) for item in labels], 5)
+    db.rollback()
+    done = accept(
+        session=db, study_slug=slug, claimant=_claim(n), consent_sha256=consent,
+        now=NOW + timedelta(minutes=6), policy=POLICY,
+    )  # fmt: skip
+    assert done.outcome == AcceptOutcome.submitted and done.debrief == stored.debrief
+
+
+def _stored(engine, worker: str) -> dict:
+    """Everything a person's work wrote, without the ids and times that differ by who."""
+    with create_session_factory(engine)() as session:
+        allocation = session.execute(
+            select(Allocation.__table__)
+            .join(Worker, Worker.id == Allocation.worker_id)
+            .where(Worker.external_id == worker)
+        ).one()
+        labels = session.execute(
+            select(Label.position, Label.label, Label.response_ms)
+            .where(Label.allocation_id == allocation.id)
+            .order_by(Label.position)
+        ).all()
+        drafts = session.scalar(
+            select(LabelDraft.id).where(LabelDraft.allocation_id == allocation.id)
+        )
+        events = session.execute(
+            select(Event.kind, Event.detail).where(Event.worker_external_id == worker)
+            .order_by(Event.id)
+        ).all()  # fmt: skip
+    row = {k: v for k, v in allocation._mapping.items() if k not in _OWN}
+    return {
+        "allocation": row,
+        "labels": [tuple(label) for label in labels],
+        "drafts": drafts,
+        "events": [
+            (
+                kind,
+                {
+                    k: v
+                    for k, v in detail.items()
+                    if k not in ("ordinal", "hit_id", "mturk_assignment_id")
+                },
+            )
+            for kind, detail in events
+            if kind != "refused"
+        ],
+    }
+
+
+def test_an_accept_and_a_submission_store_the_same_on_either_connection(
+    engine, postgres_database_url, small_bundle
+):
+    """A judging policy, a resumed hold, a resubmission, a refused change, a second accept:
+    the driver connection leaves the rows the Session leaves, JSON and enums included."""
+    protocol = Protocol(policy=PolicySpec(0.5, 100), policy_origin="import")
+    study = import_study(
+        postgres_database_url, small_bundle, items_per_assignment=5, protocol=protocol
+    )
+    register_hits(postgres_database_url, study.slug, ["HIT1", "HIT2"])
+    consent = consent_sha256(postgres_database_url, study.slug)
+    with create_session_factory(engine)() as session:
+        _work(session, study.slug, consent, 1)
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        assert isinstance(db, DriverStatements)
+        _work(db, study.slug, consent, 2)
+    through_session, through_driver = _stored(engine, "W1"), _stored(engine, "W2")
+    assert through_driver == through_session
+    assert through_driver["allocation"]["attention_detail"]["policy_version"] == 1
+    assert through_driver["allocation"]["verification"] == Verification.unverified
+    assert through_driver["drafts"] is None
+    assert [kind for kind, _ in through_driver["events"]] == ["allocated", "submitted"]
+
+
+def test_refusals_on_the_driver_connection_say_what_the_session_says(
+    engine, postgres_database_url, small_bundle
+):
+    study = import_study(postgres_database_url, small_bundle, items_per_assignment=5)
+    register_hits(postgres_database_url, study.slug, ["HIT1"])
+    consent = consent_sha256(postgres_database_url, study.slug)
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        accepted = accept(
+            session=db, study_slug=study.slug, claimant=_claim(1), consent_sha256=consent,
+            now=NOW, policy=POLICY,
+        )  # fmt: skip
+        with pytest.raises(ForbiddenError, match="belongs to another worker"):
+            accept(
+                session=db, study_slug=study.slug,
+                claimant=Claimant(WorkerRef(WorkerSource.mturk, "W9"), _claim(1).mturk, None),
+                consent_sha256=consent, now=NOW, policy=POLICY,
+            )  # fmt: skip
+        db.rollback()
+        with pytest.raises(ForbiddenError, match="not allocated to you"):
+            submit(
+                session=db, assignment_public_id=accepted.assignment_public_id,
+                worker=WorkerRef(WorkerSource.mturk, "W9"), mturk_assignment_id="A1",
+                labels=[], now=NOW,
+            )  # fmt: skip
+        db.rollback()
+        with pytest.raises(Exception, match="consent text this study does not have"):
+            accept(
+                session=db, study_slug=study.slug, claimant=_claim(2), consent_sha256="0" * 64,
+                now=NOW, policy=POLICY,
+            )  # fmt: skip
+        db.rollback()
+
+
+def test_rows_come_back_converted_as_sqlalchemy_converts_them(engine, postgres_database_url):
+    """Enums, aware UTC times, JSON and floats: a driver row equals SQLAlchemy's row."""
+    statement = select(
+        Event.kind, Event.detail, Event.created_at, AttentionPolicy.min_catch_accuracy
+    ).outerjoin(AttentionPolicy, AttentionPolicy.id == Event.id)
+    with engine.begin() as connection:
+        connection.execute(insert(Event).values(kind="k", detail={"a": [1, None]}))
+        connection.execute(
+            select(Allocation.status).where(Allocation.id.in_([1, 2]))
+        )  # compiles an expanding IN, as below
+        expected = connection.execute(statement).all()
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        got = db.execute(statement).all()
+        assert got == [tuple(row) for row in expected]
+        assert got[0].created_at.tzinfo is not None and got[0].detail == {"a": [1, None]}
+        ids = select(Event.id).where(Event.id.in_(bindparam("ids", expanding=True)))
+        assert db.scalars(ids, {"ids": [got and 1, 999]}).all() == [1]
+        assert db.scalars(ids, {"ids": []}).all() == []
+        db.rollback()
+
+
+def test_a_statement_needing_python_side_defaults_is_refused(engine):
+    """`Event.detail` has a Python default SQLAlchemy fills in; the driver would not."""
+    with pytest.raises(ValueError, match="Python-side defaults"):
+        RenderedStatement(insert(Event.__table__).values(kind=bindparam("kind")), engine.dialect)
+
+
+def test_statements_built_per_call_are_not_kept(engine):
+    renderings = Renderings(engine.dialect)
+    for n in range(MAX_RENDERINGS + 5):
+        renderings(select(Event.id).where(Event.id == n))
+    assert len(renderings._rendered) == MAX_RENDERINGS
+
+
+def test_after_a_database_restart_one_use_fails_and_the_pool_is_renewed(engine):
+    """Every pooled connection is broken once the database ended their sessions: the first
+    use fails (whether its statement ran cannot be told), the next gets a fresh one."""
+    renderings = Renderings(engine.dialect)
+    pids = select(func.pg_backend_pid())
+    held = [engine.raw_connection() for _ in range(3)]  # three connections in the pool
+    for connection in held:
+        connection.close()
+    with engine.connect() as admin:
+        admin.execute(
+            select(func.pg_terminate_backend(column("pid"), 5000)).select_from(
+                text("pg_stat_activity")
+            ).where(text("datname = current_database() AND pid <> pg_backend_pid()"))
+        )  # fmt: skip
+    with pytest.raises(psycopg.OperationalError):
+        with driver_statements(engine, renderings) as db:
+            db.scalar(pids, {})
+    with driver_statements(engine, renderings) as db:
+        assert db.scalar(pids, {}) > 0
+        db.rollback()
+    assert engine.pool.checkedin() <= 1  # the broken idle ones were closed, not kept
