@@ -81,7 +81,8 @@ class RenderedStatement:
         if not self._expanding:
             return self.sql, self.parameters(values)
         expanded = self._compiled.construct_expanded_state({**self._constants, **values})
-        convert = expanded.processors
+        # The list's items by the expansion's converters, every other value by its own.
+        convert = {**self._convert, **expanded.processors}
         return expanded.statement, {
             name: convert[name](value) if name in convert else value
             for name, value in expanded.parameters.items()

@@ -220,6 +220,12 @@ def test_rows_come_back_converted_as_sqlalchemy_converts_them(engine, postgres_d
         ids = select(Event.id).where(Event.id.in_(bindparam("ids", expanding=True)))
         assert db.scalars(ids, {"ids": [got and 1, 999]}).all() == [1]
         assert db.scalars(ids, {"ids": []}).all() == []
+        # Beside a list, every other value is converted too: a naive time is refused, as
+        # through SQLAlchemy, not read in the session's time zone.
+        since = ids.where(Event.created_at >= bindparam("since"))
+        with pytest.raises(ValueError, match="naive datetime"):
+            db.scalars(since, {"ids": [1], "since": datetime(2026, 1, 1)})
+        assert db.scalars(since, {"ids": [1], "since": NOW - timedelta(days=400)}).all() == [1]
         db.rollback()
 
 
