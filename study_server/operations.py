@@ -557,18 +557,23 @@ _SUBMIT_ALLOCATION = _allocation_update(
     "debriefed_at",
 )
 _labels = Label.__table__
-_INSERT_LABELS = insert(_labels).values(
-    _binds(
-        _labels,
-        [
-            "allocation_id",
-            "assignment_id",
-            "stimulus_id",
-            "worker_id",
-            "position",
-            "label",
-            "response_ms",
-        ],
+# `inline()`: compiled once for PostgreSQL, an INSERT would return its keys, which nobody reads.
+_INSERT_LABELS = (
+    insert(_labels)
+    .inline()
+    .values(
+        _binds(
+            _labels,
+            [
+                "allocation_id",
+                "assignment_id",
+                "stimulus_id",
+                "worker_id",
+                "position",
+                "label",
+                "response_ms",
+            ],
+        )
     )
 )
 _DELETE_DRAFTS = delete(LabelDraft.__table__).where(

@@ -263,3 +263,13 @@ def test_after_a_database_restart_one_use_fails_and_the_pool_is_renewed(engine):
         assert db.scalar(pids, {}) > 0
         db.rollback()
     assert engine.pool.checkedin() <= 1  # the broken idle ones were closed, not kept
+
+
+def test_inserts_nobody_reads_back_return_nothing(engine):
+    """An event, a submission's labels: compiled once for PostgreSQL an INSERT would return
+    its new keys (every label's, in an insert of many), which nothing reads."""
+    from study_server.db.store import _INSERT_EVENT
+    from study_server.operations import _INSERT_LABELS
+
+    for statement in (_INSERT_EVENT, _INSERT_LABELS):
+        assert "RETURNING" not in RenderedStatement(statement, engine.dialect).sql
