@@ -209,6 +209,11 @@ def choose_assignment(
     if not candidates:
         raise ConflictError(TAKEN)
     claims = _claims_on(session, candidates, now=now)
+    if not claims:  # their holds ended between the two questions (a commit in between)
+        raise ConflictError(
+            "the assignments of this study changed hands just now; try again in 1 s",
+            retry_after=1,
+        )
     # The fewest claims, then the oldest; if that one is not `share_after` old yet, the claim
     # waits for it rather than take one more people already share (sharing spreads evenly).
     chosen = min(claims, key=lambda a: (claims[a][0], claims[a][1], a))

@@ -30,8 +30,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from study_server import allocation as allocation_rules
 from study_server.allocation import AllocationPolicy
 from study_server.db.models import Allocation, AllocationStatus, Event, MTurkHit, WorkerSource
+from study_server.db.rendered import Rows
 from study_server.errors import ConflictError
 from study_server.operations import Claimant, MTurkContext, WorkerRef, accept
 from testkit.databases import session_for
@@ -362,3 +364,31 @@ def test_a_shared_claim_waits_for_the_least_shared_images_rather_than_crowd_othe
     real = claim("REAL", "H1", t0 + timedelta(seconds=121))
     assert real.outcome.value == "shared"
     assert real.assignment_public_id == second.assignment_public_id
+
+
+def test_holds_that_end_between_two_questions_ask_the_claim_to_come_back():
+    """Under READ COMMITTED each statement sees the latest commits: the holds a HIT drew can
+    end (expire, be flagged) between asking which they are and counting their claims. The
+    claim then waits a second (409, Retry-After), instead of failing with a server error."""
+    answers = {
+        allocation_rules._DRAWN_BY_HIT: [(7,)],  # the HIT drew assignment 7...
+        allocation_rules._POOL_NEXT: [],  # ...the pool is empty...
+        allocation_rules._CLAIMS_ON: [],  # ...and by the next statement 7's holds had ended
+    }
+
+    class Answers:
+        def execute(self, statement, params=None):
+            return Rows(answers[statement])
+
+        def scalars(self, statement, params=None):
+            return Rows(answers[statement]).scalars()
+
+    with pytest.raises(ConflictError, match="changed hands just now") as refused:
+        allocation_rules.choose_assignment(
+            Answers(),
+            study_id=1,
+            hit_id="H0",
+            now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+            policy=AllocationPolicy(timeout=timedelta(hours=1)),
+        )
+    assert refused.value.headers == {"Retry-After": "1"}
