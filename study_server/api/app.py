@@ -20,7 +20,6 @@ from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.api.timed_reads import TimedReads
 from study_server.db.loop_statements import LoopBatch, LoopDatabase
-from study_server.db.rendered import Renderings
 from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
@@ -72,9 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # PostgreSQL: labels saved together go as one statement (loop_statements.LoopBatch).
     app.state.draft_saves = None if loop_db is None else LoopBatch(loop_db, save_drafts_statement())
     app.state.session_factory = session_factory = create_session_factory(engine)
-    # PostgreSQL: accepts and submissions run their Core statements on the bare driver
-    # connection (rendered.py); SQLite keeps the session.
-    app.state.renderings = None if loop_db is None else Renderings(engine.dialect)
     app.state.clients = gate = ClientGate(settings)
     app.state.item_images = ItemImageCache()
     app.state.route_paths = RoutePaths()

@@ -53,12 +53,12 @@ async def in_database(request: Request, work: Callable[[Database], T]) -> T:
     """Run `work` in the threadpool, in one hop, on a bare driver connection on PostgreSQL
     (`rendered.DriverStatements`: each statement about half the CPU it costs through
     SQLAlchemy) or a session on SQLite. For the accept and the submission, written for both."""
-    renderings = request.app.state.renderings
-    if renderings is None:
+    loop_db = request.app.state.loop_db  # PostgreSQL only; its statements, rendered once
+    if loop_db is None:
         return await in_session(request, work)
 
     def run() -> T:
-        with driver_statements(request.app.state.engine, renderings) as db:
+        with driver_statements(request.app.state.engine, loop_db.renderings) as db:
             return work(db)
 
     return await run_in_threadpool(run)

@@ -50,7 +50,8 @@ class LoopDatabase:
             open=False,
             name="loop-statements",
         )
-        self.statement = Renderings(engine.dialect)
+        # Every statement rendered once, for the loop and for `rendered.DriverStatements`.
+        self.renderings = Renderings(engine.dialect)
 
     async def open(self) -> None:
         await self.pool.open()
@@ -68,7 +69,7 @@ class LoopDatabase:
         the pool last used it) it runs again on another one, instead of failing the request.
         Whether a statement on a connection that broke under it was committed cannot be told,
         so anything else fails as it would on the thread pool."""
-        rendered = self.statement(statement)
+        rendered = self.renderings(statement)
         parameters = rendered.parameters(values)
         attempts = self.pool.max_size + 1 if repeatable else 1  # every pooled one may be broken
         for attempt in range(1, attempts + 1):

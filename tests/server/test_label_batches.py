@@ -76,7 +76,7 @@ def _run_batch(url: str, runs: list[dict[str, Any]], *, cancel: int | None = Non
         run_rows = database.rows
 
         async def rows(statement, values, **options):
-            sent.append(database.statement(statement).sql)
+            sent.append(database.renderings(statement).sql)
             return await run_rows(statement, values, **options)
 
         database.rows = rows  # type: ignore[method-assign]

@@ -62,7 +62,7 @@ def test_a_valid_label_is_one_statement_and_a_refused_one_explains_itself(live_s
         run_on_loop = loop_db.rows
 
         async def rows(statement, values, **options):
-            statements.append(loop_db.statement(statement).sql)
+            statements.append(loop_db.renderings(statement).sql)
             return await run_on_loop(statement, values, **options)
 
         monkeypatch.setattr(loop_db, "rows", rows)
