@@ -327,7 +327,10 @@ def _accept_once(
     )
     assignment = choice.assignment
     if assignment.status == AssignmentStatus.available:
-        session.execute(_ALLOCATE_ASSIGNMENT, {"assignment_id": assignment.id})
+        session.execute(
+            _SET_ONE_ASSIGNMENT_STATUS,
+            {"assignment_id": assignment.id, "status": AssignmentStatus.allocated},
+        )
     hold = {
         "assignment_id": assignment.id,
         "status": AllocationStatus.active,
@@ -536,15 +539,11 @@ _INSERT_ALLOCATION = (
     )
     .returning(_allocations.c.id)
 )
-_ALLOCATE_ASSIGNMENT = (
-    update(Assignment.__table__)
-    .where(Assignment.id == bindparam("assignment_id"))
-    .values(status=AssignmentStatus.allocated)
-)
-_SUBMIT_ASSIGNMENT = (
-    update(Assignment.__table__)
-    .where(Assignment.id == bindparam("assignment_id"))
-    .values(status=AssignmentStatus.submitted)
+_assignments = Assignment.__table__
+_SET_ONE_ASSIGNMENT_STATUS = (
+    update(_assignments)
+    .where(_assignments.c.id == bindparam("assignment_id"))
+    .values(_binds(_assignments, ["status"]))
 )
 _SUBMIT_ALLOCATION = _allocation_update(
     "status",
@@ -762,7 +761,10 @@ def _submit_once(
             "debriefed_at": now,
         },
     )
-    session.execute(_SUBMIT_ASSIGNMENT, {"assignment_id": assignment.id})
+    session.execute(
+        _SET_ONE_ASSIGNMENT_STATUS,
+        {"assignment_id": assignment.id, "status": AssignmentStatus.submitted},
+    )
     record_event(
         session,
         kind="submitted",
