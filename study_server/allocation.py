@@ -256,8 +256,15 @@ def refresh_assignments(session: Database, assignment_ids: Iterable[int]) -> Non
     ids = sorted(set(assignment_ids))
     if not ids:
         return
-    submitted = set(session.scalars(_SUBMITTED_AMONG, {"ids": ids}))
-    active = set(session.scalars(_ACTIVE_AMONG, {"ids": ids}))
+    claims = session.execute(_CLAIM_STATES_AMONG, {"ids": ids}).all()
+    submitted = {
+        assignment_id
+        for assignment_id, status, verification in claims
+        if status == AllocationStatus.submitted and verification != Verification.flagged
+    }
+    active = {
+        assignment_id for assignment_id, status, _ in claims if status == AllocationStatus.active
+    }
     for status, group in (
         (AssignmentStatus.submitted, submitted),
         (AssignmentStatus.allocated, active - submitted),
@@ -451,14 +458,12 @@ _CLAIMS_ON = (
     .where(Allocation.assignment_id.in_(bindparam("ids", expanding=True)), _live(bindparam("now")))
     .group_by(Allocation.assignment_id)
 )
-_SUBMITTED_AMONG = select(Allocation.assignment_id).where(
+# The claims on some assignments that decide their status: submitted, or active.
+_CLAIM_STATES_AMONG = select(
+    Allocation.assignment_id, Allocation.status, Allocation.verification
+).where(
     Allocation.assignment_id.in_(bindparam("ids", expanding=True)),
-    Allocation.status == AllocationStatus.submitted,
-    Allocation.verification != Verification.flagged,
-)
-_ACTIVE_AMONG = select(Allocation.assignment_id).where(
-    Allocation.assignment_id.in_(bindparam("ids", expanding=True)),
-    Allocation.status == AllocationStatus.active,
+    Allocation.status.in_([AllocationStatus.submitted, AllocationStatus.active]),
 )
 _assignments = Assignment.__table__
 _SET_ASSIGNMENT_STATUS = (
