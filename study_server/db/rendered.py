@@ -64,8 +64,12 @@ class RenderedStatement:
         )
         self._results: list[Callable[[Any], Any] | None] | None = None  # at the first rows
 
-    def _converted(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        convert = self._convert  # called for None too, as SQLAlchemy does (JSON: 'null')
+    def _converted(
+        self, values: Mapping[str, Any], convert: Mapping[str, Callable[[Any], Any]] | None = None
+    ) -> dict[str, Any]:
+        """`values` by their converters (`convert`, the statement's own by default), None
+        included, as SQLAlchemy does (JSON: 'null')."""
+        convert = self._convert if convert is None else convert
         return {
             name: convert[name](value) if name in convert else value
             for name, value in values.items()
@@ -83,10 +87,7 @@ class RenderedStatement:
         expanded = self._compiled.construct_expanded_state({**self._constants, **values})
         # The list's items by the expansion's converters, every other value by its own.
         convert = {**self._convert, **expanded.processors}
-        return expanded.statement, {
-            name: convert[name](value) if name in convert else value
-            for name, value in expanded.parameters.items()
-        }
+        return expanded.statement, self._converted(expanded.parameters, convert)
 
     def rows(self, raw: Sequence[tuple], description: Sequence[Any] | None) -> list[Any]:
         """Rows as named tuples (attribute access, like SQLAlchemy's rows), values converted.
