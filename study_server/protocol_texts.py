@@ -49,9 +49,9 @@ FORMATS = {
     ".html": "html",
     ".htm": "html",
 }
+T = TypeVar("T")
 # What may stay of a text: structure, emphasis, lists, tables and links. Nothing that runs,
 # loads something or changes the page (no script, style, img, iframe, form, on* attributes).
-T = TypeVar("T")
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "dl", "dt", "em", "h1", "h2", "h3",
     "h4", "hr", "i", "li", "mark", "ol", "p", "pre", "small", "strong", "sub", "sup", "table",
