@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from study_server.errors import InvalidInputError
@@ -25,7 +26,12 @@ def hit_url(settings: Settings, slug: str) -> str:
 
 def normalized_submit_host(settings: Settings, turk_submit_to: str | None) -> str:
     """`turkSubmitTo` without a trailing slash, if it is one this server may post to."""
-    allowed = {host.rstrip("/") for host in settings.turk_submit_hosts}
+    return submit_host_among(settings.turk_submit_hosts, turk_submit_to)
+
+
+def submit_host_among(hosts: Iterable[str], turk_submit_to: str | None) -> str:
+    """`normalized_submit_host` against `hosts` (where the settings do not travel)."""
+    allowed = {host.rstrip("/") for host in hosts}
     host = (turk_submit_to or "").rstrip("/")
     if host not in allowed:
         raise InvalidInputError(

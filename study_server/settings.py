@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     # (labels saved as they are given, those that arrive together as one statement;
     # study_server/db/loop_statements.py), on top of those.
     db_loop_connections: int = Field(default=4, ge=1, le=64)
+    # PostgreSQL only: processes of their own that run the accepts and submissions, one at a
+    # time each, on a connection each (study_server/db/processes.py); 0 runs them in the
+    # server's threads. In a thread, each of their ~15 round trips waited for Python's lock
+    # and a turn of the busy event loop, 10-30 ms apiece under 50 clients (docs/benchmarks.md).
+    db_processes: int = Field(default=2, ge=0, le=64)
     # How long a thread may keep Python's lock while another waits for it (Python's default
     # is 5 ms). The accepts and submits run in threads, the image and label requests on the
     # event loop: with 5 ms each of an accept's ~15 round trips could wait that long to get

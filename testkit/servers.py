@@ -90,10 +90,11 @@ class RunningServer:
     process: subprocess.Popen
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process and its children so far (Linux /proc)."""
+        """User + system CPU time of the server process and its descendants so far (Linux
+        /proc)."""
         total = 0.0
         ticks = os.sysconf("SC_CLK_TCK")
-        for pid in [self.process.pid, *_children(self.process.pid)]:
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -102,12 +103,21 @@ class RunningServer:
         return total
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(child) for child in found]
+def children(pid: int) -> list[int]:
+    """The processes `pid`'s threads started (Linux /proc)."""
+    found: list[int] = []
+    for listed in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in listed.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: the server's database processes are the children of a fork
+    server that one of its threads started."""
+    return [below for child in children(pid) for below in (child, *descendants(child))]
 
 
 @contextmanager

@@ -20,12 +20,15 @@ from study_server.api.routes import admin, health, labeling, pages, prolific
 from study_server.api.security import BodySizeLimit, SecurityHeaders
 from study_server.api.timed_reads import TimedReads
 from study_server.db.loop_statements import LoopBatch, LoopDatabase
+from study_server.db.processes import DatabaseProcesses
 from study_server.db.session import create_db_engine, create_session_factory, is_sqlite
 from study_server.db.store import record_event
 from study_server.item_cache import ItemImageCache
 from study_server.operations import save_drafts_statement
 from study_server.settings import Settings, get_settings
 
+# What the database processes' fork server imports once: the jobs they are sent.
+DB_PROCESS_PRELOAD = ("study_server.api.routes.labeling",)
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
@@ -42,6 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else LoopDatabase(engine, size=settings.db_loop_connections)
     )
 
+    # PostgreSQL: the accepts and submissions run in processes of their own (db/processes.py).
+    db_processes = (
+        DatabaseProcesses(settings.database_url, settings.db_processes, preload=DB_PROCESS_PRELOAD)
+        if loop_db is not None and settings.db_processes
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
@@ -51,9 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
             if loop_db is not None:
                 await loop_db.open()
+            if db_processes is not None:
+                await db_processes.open()
             yield
         finally:
             sys.setswitchinterval(switch_interval)
+            if db_processes is not None:
+                await db_processes.close()
             if loop_db is not None:
                 await loop_db.close()
             engine.dispose()
@@ -68,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.loop_db = loop_db
+    app.state.db_processes = db_processes
     # PostgreSQL: labels saved together go as one statement (loop_statements.LoopBatch).
     app.state.draft_saves = None if loop_db is None else LoopBatch(loop_db, save_drafts_statement())
     app.state.session_factory = session_factory = create_session_factory(engine)

@@ -15,12 +15,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from study_server.db.processes import ProcessLost
 from study_server.db.rendered import Database, driver_statements
 from study_server.db.session import write_connection
 from study_server.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    """Async, though it awaits nothing: FastAPI runs a plain `def` dependency in the thread
+    pool, which cost the accept and every page a thread hop (a hand-over of Python's lock and
+    a turn of the event loop, 10-30 ms under load) to read an attribute."""
     return request.app.state.settings
 
 
@@ -50,9 +54,21 @@ async def in_session(request: Request, work: Callable[[Session], T]) -> T:
 
 
 async def in_database(request: Request, work: Callable[[Database], T]) -> T:
-    """Run `work` in the threadpool, in one hop, on a bare driver connection on PostgreSQL
-    (`rendered.DriverStatements`: each statement about half the CPU it costs through
-    SQLAlchemy) or a session on SQLite. For the accept and the submission, written for both."""
+    """Run `work` on a bare driver connection on PostgreSQL (`rendered.DriverStatements`:
+    each statement about half the CPU it costs through SQLAlchemy), in one of the app's
+    database processes (`db/processes.py`; `work` must then be picklable) or else in the
+    threadpool, in one hop; on SQLite with a session. For the accept and the submission,
+    written for both."""
+    processes = request.app.state.db_processes
+    if processes is not None:
+        try:
+            return await processes.run(work)
+        except ProcessLost as error:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the server lost the process running this request; send it again",
+                headers={"Retry-After": "1"},
+            ) from error
     loop_db = request.app.state.loop_db  # PostgreSQL only; its statements, rendered once
     if loop_db is None:
         return await in_session(request, work)
@@ -75,10 +91,11 @@ async def in_connection(request: Request, work: Callable[[Connection], T]) -> T:
     return await run_in_threadpool(run)
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    """`Authorization: Bearer <ADVCRITIC_ADMIN_TOKEN>`; with no token configured, no admin."""
+    """`Authorization: Bearer <ADVCRITIC_ADMIN_TOKEN>`; with no token configured, no admin.
+    Async for the reason `get_app_settings` is: it only compares."""
     if settings.admin_token is None or not settings.admin_token.get_secret_value():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

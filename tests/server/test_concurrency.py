@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from study_server.db.models import Allocation, AllocationStatus, Label
+from study_server.db.session import is_sqlite
 from testkit.databases import session_for
-from testkit.servers import serve_process
+from testkit.servers import RunningServer, children, descendants, serve_process
 from testkit.studies import import_study, register_hits
 from tests.server.flow import mturk_accept, submit
 
@@ -28,6 +31,38 @@ def _expected_labels(worker: int) -> list[int]:
 def test_simultaneous_workers_get_distinct_assignments_and_labels_are_stored_once(
     database_url, make_bundle
 ):
+    seen = _simultaneous_accepts_and_submits(database_url, make_bundle, server_processes=1)
+    # PostgreSQL: accepts and submits in the server's 2 database processes; SQLite: its threads
+    assert len(seen) == (0 if is_sqlite(database_url) else 2), seen
+
+
+@pytest.mark.postgres
+def test_the_same_holds_across_two_server_processes_each_with_its_database_processes(
+    postgres_database_url, make_bundle
+):
+    """`serve --workers 2`: two event loops, each with its own database processes
+    (`ADVCRITIC_DB_PROCESSES`, 2), all four taking accepts and submits for the same study."""
+    seen = _simultaneous_accepts_and_submits(postgres_database_url, make_bundle, server_processes=2)
+    assert len(seen) == 2 * 2, seen
+
+
+def _database_processes(server: RunningServer) -> list[int]:
+    """The children of the fork servers below the server: its database processes."""
+    found = []
+    for pid in descendants(server.process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"forkserver" in command:
+            found += children(pid)
+    return found
+
+
+def _simultaneous_accepts_and_submits(
+    database_url: str, make_bundle, *, server_processes: int
+) -> list[int]:
+    """Returns the server's database processes, as seen while it ran."""
     study = import_study(
         database_url, make_bundle(n_adversarial=ASSIGNMENTS * ITEMS), items_per_assignment=ITEMS
     )
@@ -80,8 +115,12 @@ def test_simultaneous_workers_get_distinct_assignments_and_labels_are_stored_onc
             assert statuses == ["already_submitted", "stored"], statuses
             outcomes[worker] = (200, accepted["assignment"])
 
-    with serve_process(database_url) as server, ThreadPoolExecutor(WORKERS) as pool:
+    with (
+        serve_process(database_url, workers=server_processes) as server,
+        ThreadPoolExecutor(WORKERS) as pool,
+    ):
         list(pool.map(lambda w: work(w, server.url), range(WORKERS)))
+        database_processes = _database_processes(server)
 
     winners = {w: a for w, (code, a) in outcomes.items() if code == 200}
     assert len(outcomes) == WORKERS
@@ -107,3 +146,4 @@ def test_simultaneous_workers_get_distinct_assignments_and_labels_are_stored_onc
             assert stored == _expected_labels(worker)
     finally:
         session.close()
+    return database_processes

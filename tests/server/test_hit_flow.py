@@ -21,6 +21,7 @@ from study_server.operations import Claimant, WorkerRef, accept
 from testkit.databases import session_for
 from testkit.servers import MTURK_TEST_SUBMIT_HOST
 from testkit.studies import consent_sha256, import_study, invite
+from tests.server.flow import consent_sha256 as flow_consent_sha256
 from tests.server.flow import lab_accept, mturk_accept, submit
 
 
@@ -223,3 +224,40 @@ def test_an_abandoned_allocation_times_out_and_goes_back_to_the_pool(database_ur
         back.outcome.value == "allocated"
         and back.assignment_public_id != later.assignment_public_id
     )
+
+
+def test_a_page_and_an_accept_take_no_thread_of_the_server_once_its_study_is_read(
+    live_server, study, monkeypatch
+):
+    """Under load a thread hop costs a hand-over of Python's lock and a turn of the event
+    loop (10-30 ms): a HIT page whose study data is kept answers on the loop alone, and on
+    PostgreSQL an accept goes to a database process. A plain `def` dependency (FastAPI runs
+    it in the thread pool) once cost each of them a hop just to read the settings."""
+    import anyio.to_thread
+
+    hops: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function, *args, **kwargs):
+        hops.append(getattr(function, "__qualname__", repr(function)))
+        return await run_sync(function, *args, **kwargs)
+
+    params = dict(
+        assignmentId="A1", hitId="HIT0", workerId="W1", turkSubmitTo="https://www.mturk.com"
+    )
+    with live_server.client() as client:
+        assert client.get(_hit_url(study.slug, **params)).status_code == 200  # reads the study
+        consent = flow_consent_sha256(client, study.slug)
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        assert client.get(_hit_url(study.slug, **params)).status_code == 200
+        assert (
+            client.get(
+                _hit_url(study.slug, assignmentId="ASSIGNMENT_ID_NOT_AVAILABLE", hitId="HIT0")
+            ).status_code
+            == 200
+        )
+        assert hops == [], hops
+        accepted = mturk_accept(client, study.slug, worker="W1", assignment="A1", consent=consent)
+        assert accepted.status_code == 200, accepted.text
+    postgres = not live_server.settings.database_url.startswith("sqlite")
+    assert len(hops) == (0 if postgres else 1), hops  # SQLite: the accept's one hop

@@ -5,6 +5,9 @@ changes, and the studies of an experiment share one pool of people (MTurk ids, l
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -20,6 +23,7 @@ from study_server.db.models import (
 )
 from study_server.protocol_texts import default_text, render
 from testkit.databases import session_for
+from testkit.servers import make_settings
 from testkit.studies import attach_texts, import_study, invite, make_experiment, register_hits
 from tests.server.flow import consent_sha256, lab_accept, mturk_accept, submit
 
@@ -145,6 +149,40 @@ def test_the_accept_requires_the_current_consent_texts_digest(
         assert (text.kind, text.version) == (TextKind.consent, 2)
     finally:
         session.close()
+
+
+MTURK = "https://www.mturk.com"
+CONFIG = re.compile(r'<script type="application/json" id="config">(.*?)</script>', re.DOTALL)
+
+
+def _page_consent(client, slug: str) -> str:
+    page = client.get(
+        f"/hit/{slug}",
+        params={"assignmentId": "A1", "hitId": "HIT0", "workerId": "W1", "turkSubmitTo": MTURK},
+    )
+    assert page.status_code == 200, page.text
+    return json.loads(CONFIG.search(page.text).group(1))["consentSha256"]
+
+
+def test_an_accept_refused_for_a_replaced_consent_text_refreshes_the_page_at_once(
+    database_url, study, live_server_factory, tmp_path
+):
+    """The HIT page keeps its study data for a while; an accept refused because the consent
+    text changed must make it serve the new text now. On PostgreSQL that refusal comes from
+    a database process, so its cause has to cross."""
+    server = live_server_factory(make_settings(database_url, db_processes=1))
+    with server.client() as client:
+        old = _page_consent(client, study.slug)
+        new_text = tmp_path / "consent.md"
+        new_text.write_text("# Consent v2\n\nThe lab's words.\n", encoding="utf-8")
+        attach_texts(database_url, study.slug, consent=new_text)
+        assert _page_consent(client, study.slug) == old  # still the page's kept copy
+        stale = mturk_accept(client, study.slug, worker="W1", assignment="A1", consent=old)
+        assert stale.status_code == 409 and "replaced by version 2" in stale.json()["detail"]
+        current = _page_consent(client, study.slug)
+        assert current != old
+        accepted = mturk_accept(client, study.slug, worker="W1", assignment="A1", consent=current)
+        assert accepted.status_code == 200, accepted.text
 
 
 def test_declining_stores_the_refusal_and_nothing_about_the_person(

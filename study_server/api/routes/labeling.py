@@ -9,9 +9,9 @@ audit of events; nothing else is stored by a refused request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ from study_server.db.rendered import Database
 from study_server.db.store import find_study, record_event
 from study_server.errors import ForbiddenError, NotFoundError, StudyError
 from study_server.invitations import LabInvite, find_invite
-from study_server.links import normalized_submit_host
+from study_server.links import submit_host_among
 from study_server.operations import (
     Accepted,
     Claimant,
@@ -69,27 +69,35 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def audit_refusals(
-    action: str, worker: WorkerRef | None, detail: dict[str, Any], work: Callable[[D], T]
-) -> Callable[[D], T]:
+@dataclass(frozen=True)
+class AuditedWork(Generic[D, T]):
     """`work`, with a refusal noted in the audit of events before it becomes its HTTP error.
-    `work` takes a Session, or a `Database` (a session or a bare driver connection)."""
+    `work` takes a Session, or a `Database` (a session or a bare driver connection). A value,
+    not a closure, so that it may run in a database process (`db/processes.py`)."""
 
-    def run(session: D) -> T:
+    action: str
+    worker: WorkerRef | None
+    detail: dict[str, Any]
+    work: Callable[[D], T]
+
+    def __call__(self, session: D) -> T:
         try:
-            return work(session)
+            return self.work(session)
         except StudyError as error:
             session.rollback()
             record_event(
                 session,
                 kind="refused",
-                worker=worker.external_id if worker else None,
-                detail={"action": action, "status": error.status, "reason": error.reason, **detail},
+                worker=self.worker.external_id if self.worker else None,
+                detail={
+                    "action": self.action,
+                    "status": error.status,
+                    "reason": error.reason,
+                    **self.detail,
+                },
             )
             session.commit()
             raise HTTPException(error.status, error.reason, headers=error.headers) from error
-
-    return run
 
 
 def text_out(text: ShownText | None) -> ProtocolTextOut | None:
@@ -196,9 +204,7 @@ async def put_label(
 
     await in_session(
         request,
-        audit_refusals(
-            "save_label", audited, {"assignment": public_id, "position": position}, work
-        ),
+        AuditedWork("save_label", audited, {"assignment": public_id, "position": position}, work),
     )
     return _saved()
 
@@ -208,6 +214,45 @@ def _saved() -> Response:
     return Response(SAVED_JSON, media_type="application/json")
 
 
+@dataclass(frozen=True)
+class AcceptWork:
+    """One accept, as a value: what the request said and what the server's settings decide,
+    so that it may run in a database process (`db/processes.py`)."""
+
+    slug: str
+    body: AcceptRequest
+    submit_hosts: tuple[str, ...]
+    local_mode: bool
+    address: str | None
+    policy: AllocationPolicy
+
+    def __call__(self, session: Database) -> Accepted:
+        invite = None
+        mturk = None
+        if self.body.mturk is not None and self.body.worker_id is not None:
+            worker = WorkerRef(WorkerSource.mturk, self.body.worker_id)
+            mturk = MTurkContext(
+                assignment_id=self.body.mturk.assignment_id,
+                hit_id=self.body.mturk.hit_id,
+                turk_submit_to=submit_host_among(self.submit_hosts, self.body.mturk.turk_submit_to),
+            )
+        else:
+            if not self.local_mode:
+                raise NotFoundError("the lab mode is off on this server; open the task from MTurk")
+            assert self.body.code is not None
+            invite = _invite(session, self.body.code)
+            worker = WorkerRef.of_invite(invite)
+        return accept(
+            session=session,
+            study_slug=self.slug,
+            claimant=Claimant(worker=worker, mturk=mturk, address=self.address),
+            consent_sha256=self.body.consent_sha256,
+            now=_now(),
+            policy=self.policy,
+            invite=invite,
+        )
+
+
 @router.post("/studies/{slug}/accept", name="accept", response_model=AcceptResponse)
 async def accept_assignment(
     request: Request,
@@ -215,37 +260,17 @@ async def accept_assignment(
     body: AcceptRequest,
     settings: SettingsDep,
 ) -> AcceptResponse:
-    address = getattr(request.state, "client_address", None)
     audited_worker = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
-
-    def work(session: Database) -> Accepted:
-        invite = None
-        mturk = None
-        if body.mturk is not None and body.worker_id is not None:
-            worker = WorkerRef(WorkerSource.mturk, body.worker_id)
-            mturk = MTurkContext(
-                assignment_id=body.mturk.assignment_id,
-                hit_id=body.mturk.hit_id,
-                turk_submit_to=normalized_submit_host(settings, body.mturk.turk_submit_to),
-            )
-        else:
-            if not settings.local_mode:
-                raise NotFoundError("the lab mode is off on this server; open the task from MTurk")
-            assert body.code is not None
-            invite = _invite(session, body.code)
-            worker = WorkerRef.of_invite(invite)
-        return accept(
-            session=session,
-            study_slug=slug,
-            claimant=Claimant(worker=worker, mturk=mturk, address=address),
-            consent_sha256=body.consent_sha256,
-            now=_now(),
-            policy=AllocationPolicy.from_settings(settings),
-            invite=invite,
-        )
-
+    work = AcceptWork(
+        slug=slug,
+        body=body,
+        submit_hosts=tuple(settings.turk_submit_hosts),
+        local_mode=settings.local_mode,
+        address=getattr(request.state, "client_address", None),
+        policy=AllocationPolicy.from_settings(settings),
+    )
     accepted = await accepting(
-        request, slug, audit_refusals("accept", audited_worker, {"study": slug}, work)
+        request, slug, AuditedWork("accept", audited_worker, {"study": slug}, work)
     )
     return accept_response(request, accepted)
 
@@ -327,26 +352,33 @@ def accept_response(
     )
 
 
+@dataclass(frozen=True)
+class SubmitWork:
+    """One submission, as a value (it may run in a database process, `db/processes.py`)."""
+
+    public_id: str
+    body: SubmitRequest
+
+    def __call__(self, session: Database) -> Submitted:
+        worker, mturk_assignment_id = _person(session, self.body)
+        return submit(
+            session=session,
+            assignment_public_id=self.public_id,
+            worker=worker,
+            mturk_assignment_id=mturk_assignment_id,
+            labels=[LabelInput(i.position, i.label, i.response_ms) for i in self.body.labels],
+            now=_now(),
+        )
+
+
 @router.post("/assignments/{public_id}/submit", name="submit_labels", response_model=SubmitResponse)
 async def submit_labels(
     request: Request, public_id: PublicId, body: SubmitRequest
 ) -> SubmitResponse:
     audited = WorkerRef(WorkerSource.mturk, body.worker_id) if body.worker_id else None
-    labels = [LabelInput(item.position, item.label, item.response_ms) for item in body.labels]
-
-    def work(session: Database) -> Submitted:
-        worker, mturk_assignment_id = _person(session, body)
-        return submit(
-            session=session,
-            assignment_public_id=public_id,
-            worker=worker,
-            mturk_assignment_id=mturk_assignment_id,
-            labels=labels,
-            now=_now(),
-        )
-
     result = await in_database(
-        request, audit_refusals("submit", audited, {"assignment": public_id}, work)
+        request,
+        AuditedWork("submit", audited, {"assignment": public_id}, SubmitWork(public_id, body)),
     )
     return submit_response(result)
 

@@ -25,11 +25,11 @@ from study_server.allocation import AllocationPolicy
 from study_server.api.deps import SettingsDep, in_session
 from study_server.api.route_paths import route_path
 from study_server.api.routes.labeling import (
+    AuditedWork,
     Position,
     PublicId,
     accept_response,
     accepting,
-    audit_refusals,
     submit_response,
 )
 
@@ -118,7 +118,7 @@ async def accept_participant(
     detail = {"study": slug, "prolific_session": ids.session_id}
     # A session: the Prolific checks before the accept read ORM objects.
     accepted = await accepting(
-        request, slug, audit_refusals("accept", ids.worker, detail, work), where=in_session
+        request, slug, AuditedWork("accept", ids.worker, detail, work), where=in_session
     )
     return accept_response(
         request, accepted, submit_route="prolific_submit", label_route="prolific_save_label"
@@ -146,7 +146,7 @@ async def save_participant_label_route(
         )
 
     detail = {"assignment": public_id, "position": position, "prolific_session": ids.session_id}
-    await in_session(request, audit_refusals("save_label", ids.worker, detail, work))
+    await in_session(request, AuditedWork("save_label", ids.worker, detail, work))
     return SaveLabelResponse(status="saved")
 
 
@@ -167,7 +167,7 @@ async def submit_participant_labels(
         )
 
     detail = {"assignment": public_id, "prolific_session": ids.session_id}
-    result = await in_session(request, audit_refusals("submit", ids.worker, detail, work))
+    result = await in_session(request, AuditedWork("submit", ids.worker, detail, work))
     return submit_response(result)
 
 
@@ -188,5 +188,5 @@ async def complete(
         )
 
     detail = {"study": slug, "prolific_session": ids.session_id}
-    url = await in_session(request, audit_refusals("complete", ids.worker, detail, work))
+    url = await in_session(request, AuditedWork("complete", ids.worker, detail, work))
     return CompletionResponse(completion_url=url)
