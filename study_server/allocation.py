@@ -19,9 +19,9 @@ harmless instead (the threat model is in docs/deployment.md):
    are forged.
 5. **Real workers are served beyond the pool**: when a claim cannot draw from the pool (it
    is empty, or the HIT drew its share), it *shares* the images of a claim that cannot all
-   be real: one of the same HIT, or, if its HIT holds nothing, one of a HIT that drew more
-   than one assignment (by rule 4, all but one of those are returned or forged). Of the
-   candidates it takes the assignment with the fewest claims, then the oldest. So forged
+   be real: one of the same HIT, or one of a HIT that drew more than one assignment (by
+   rule 4, all but one of those are returned or forged). Of the candidates it takes the
+   assignment with the fewest claims, then one of its own HIT, then the oldest. So forged
    claims can never leave a worker who really accepted a HIT without images: whatever they
    hold, that worker labels alongside them, and `mturk sync` later counts the one MTurk
    confirms. A hold is shared only once it is `share_after` old; a claim arriving sooner
@@ -205,7 +205,8 @@ def choose_assignment(
         fresh = _from_pool(session, study_id)
         if fresh is not None:
             return Choice(fresh, shared=False)
-    candidates = drawn or _drawn_by_crowded_hits(session, study_id=study_id, now=now)
+    own = set(drawn)
+    candidates = own | set(_drawn_by_crowded_hits(session, study_id=study_id, now=now))
     if not candidates:
         raise ConflictError(TAKEN)
     claims = _claims_on(session, candidates, now=now)
@@ -214,9 +215,11 @@ def choose_assignment(
             "the assignments of this study changed hands just now; try again in 1 s",
             retry_after=1,
         )
-    # The fewest claims, then the oldest; if that one is not `share_after` old yet, the claim
-    # waits for it rather than take one more people already share (sharing spreads evenly).
-    chosen = min(claims, key=lambda a: (claims[a][0], claims[a][1], a))
+    # The fewest claims, then the HIT's own, then the oldest; if that one is not
+    # `share_after` old yet, the claim waits for it rather than take one more people already
+    # share (sharing spreads evenly: a HIT whose own draws were all shared already, by people
+    # of HITs that hold nothing, does not make a third person on them).
+    chosen = min(claims, key=lambda a: (claims[a][0], a not in own, claims[a][1], a))
     ready_at = claims[chosen][1] + policy.share_after
     if ready_at > now:
         wait = _seconds_until(ready_at, now)

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     db_loop_connections: int = Field(default=4, ge=1, le=64)
     # PostgreSQL only: processes of their own that run the accepts and submissions, one at a
     # time each, on a connection each (study_server/db/processes.py); 0 runs them in the
-    # server's threads. In a thread, each of their ~15 round trips waited for Python's lock
+    # server's threads. In a thread, each of their ~14 round trips waited for Python's lock
     # and a turn of the busy event loop, 10-30 ms apiece under 50 clients (docs/benchmarks.md).
     db_processes: int = Field(default=2, ge=0, le=64)
     # How long a thread may keep Python's lock while another waits for it (Python's default

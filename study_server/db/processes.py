@@ -77,9 +77,12 @@ class _Failure:
         return failure
 
     def rebuilt(self) -> BaseException:
-        error = self.kind.__new__(self.kind)
-        error.args = self.args
-        vars(error).update(self.state)
+        try:
+            error = self.kind.__new__(self.kind)
+            error.args = self.args
+            vars(error).update(self.state)
+        except Exception:  # a class whose instances are not made this way (one written in C)
+            error = RuntimeError(f"{self.kind.__name__}: {', '.join(map(str, self.args))}")
         if self.cause is not None:
             error.__cause__ = self.cause.rebuilt()
         return error
@@ -110,10 +113,23 @@ class DatabaseProcesses:
         self._idle: deque[_Worker] = deque()
         self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self._replacements: set[asyncio.Task[None]] = set()
+        # Why no process could be started in place of a lost one, while none is running.
+        self._unavailable: str | None = None
 
     async def open(self) -> None:
-        """Start the processes and wait until each has reached the database."""
-        started = await asyncio.gather(*(self._start() for _ in range(self.size)))
+        """Start the processes and wait until each has reached the database; if one cannot,
+        stop those that did and raise its reason."""
+        self._closing = False
+        results = await asyncio.gather(
+            *(self._start() for _ in range(self.size)), return_exceptions=True
+        )
+        started = [r for r in results if isinstance(r, _Worker)]
+        failed = [r for r in results if not isinstance(r, _Worker)]
+        if failed:
+            for worker in started:
+                self._detach(worker)
+            await asyncio.gather(*(asyncio.to_thread(_stop, w.process) for w in started))
+            raise failed[0]
         self._workers.extend(started)
         self._idle.extend(started)
         self._opened = True
@@ -122,6 +138,8 @@ class DatabaseProcesses:
         """`job(db)` in one of the processes; its value, or its exception raised here."""
         if self._closing or not self._opened:
             raise RuntimeError("the database processes are not open")
+        if not self._workers and self._unavailable is not None:
+            raise ProcessLost(f"no database process is running: {self._unavailable}")
         payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._idle:
@@ -137,12 +155,11 @@ class DatabaseProcesses:
         """End every process: jobs still waiting fail, jobs in flight get their answers
         (for `STOP_TIMEOUT_S` at most), then each process sees its pipe close and exits."""
         self._closing = True
-        for task in list(self._replacements):
+        replacements = list(self._replacements)
+        for task in replacements:
             task.cancel()
-        for _, answer in self._waiting:
-            if not answer.done():
-                answer.set_exception(ProcessLost("the server is stopping"))
-        self._waiting.clear()
+        await asyncio.gather(*replacements, return_exceptions=True)
+        self._fail_waiting(ProcessLost("the server is stopping"))
         in_flight = [w.answer for w in self._workers if w.answer is not None]
         if in_flight:
             await asyncio.wait([asyncio.shield(a) for a in in_flight], timeout=STOP_TIMEOUT_S)
@@ -168,9 +185,16 @@ class DatabaseProcesses:
             name="advcritic-db-process",
             daemon=True,
         )
-        # The first start launches the fork server (an interpreter importing `preload`).
-        await asyncio.to_thread(process.start)
-        theirs.close()
+        try:
+            # The first start launches the fork server (an interpreter importing `preload`).
+            await asyncio.to_thread(process.start)
+        except BaseException:
+            ours.close()
+            if process.pid is not None:  # started after all (cancelled while it started)
+                await asyncio.to_thread(_stop, process)
+            raise
+        finally:
+            theirs.close()
         worker = _Worker(process, ours)
         loop = asyncio.get_running_loop()
         worker.answer = loop.create_future()
@@ -196,15 +220,25 @@ class DatabaseProcesses:
     def _answered(self, worker: _Worker) -> None:
         """The event loop's callback when a process has written its answer."""
         try:
-            outcome = pickle.loads(worker.connection.recv_bytes())
+            message = worker.connection.recv_bytes()
         except (EOFError, OSError):
             self._lost(worker)
             return
+        try:
+            outcome = pickle.loads(message)
+        except Exception as error:  # the job's answer, not the process, is at fault
+            outcome = _Failure.of(RuntimeError(f"a database process's answer: {error!r}"))
         answer, worker.answer = worker.answer, None
         if answer is not None and not answer.done():  # done: the caller went away
             answer.set_result(outcome)
         if worker in self._workers:
             self._next_job(worker)
+
+    def _fail_waiting(self, error: Exception) -> None:
+        for _, answer in self._waiting:
+            if not answer.done():
+                answer.set_exception(error)
+        self._waiting.clear()
 
     def _next_job(self, worker: _Worker) -> None:
         while self._waiting:
@@ -233,7 +267,8 @@ class DatabaseProcesses:
 
     async def _replace(self, lost: _Worker) -> None:
         """Start a process in place of `lost`; jobs wait meanwhile. The database may be the
-        reason it died (a restart): then keep trying, once a second, until it answers."""
+        reason it died (a restart): then keep trying, once a second, until it answers, and
+        while no process runs at all, fail the jobs (503) rather than keep them waiting."""
         await asyncio.to_thread(_stop, lost.process)
         log.warning("database process %s ended during a job; starting another", lost.process.pid)
         while True:
@@ -242,7 +277,11 @@ class DatabaseProcesses:
                 break
             except Exception as error:
                 log.warning("could not start a database process (%s); trying again", error)
+                if not self._workers:
+                    self._unavailable = f"{type(error).__name__}: {error}"
+                    self._fail_waiting(ProcessLost(f"no database process is running: {error}"))
                 await asyncio.sleep(REPLACE_RETRY_S)
+        self._unavailable = None
         if self._closing:
             self._detach(worker)
             await asyncio.to_thread(_stop, worker.process)
@@ -268,8 +307,10 @@ def _stop(process: BaseProcess) -> None:
 def serve_jobs(database_url: str, connection: Connection) -> None:
     """A database process's whole life: reach the database, say so, then run jobs until the
     server closes the pipe. Ctrl-C in a terminal reaches the whole process group; the server
-    decides when its processes stop, so they ignore it."""
+    decides when its processes stop, so they ignore it, and SIGTERM to the group: they end
+    when the server closes their pipe, or are killed `STOP_TIMEOUT_S` later."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a service manager's stop of the group
     try:
         engine = create_db_engine(database_url, pool_size=1, max_overflow=0)
         renderings = Renderings(engine.dialect)
@@ -281,10 +322,11 @@ def serve_jobs(database_url: str, connection: Connection) -> None:
     connection.send_bytes(_pickled(os.getpid()))
     while True:
         try:
-            job = pickle.loads(connection.recv_bytes())
+            message = connection.recv_bytes()
         except EOFError:
             break
         try:
+            job = pickle.loads(message)
             with driver_statements(engine, renderings) as db:
                 outcome = job(db)
         except Exception as error:

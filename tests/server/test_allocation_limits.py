@@ -366,6 +366,47 @@ def test_a_shared_claim_waits_for_the_least_shared_images_rather_than_crowd_othe
     assert real.assignment_public_id == second.assignment_public_id
 
 
+def test_a_claim_shares_its_own_hits_images_first_but_never_as_a_third_while_others_have_one(
+    database_url, make_bundle
+):
+    """Rule 5's candidates are the HIT's own draws and those of HITs that drew more than one:
+    on a tie of claims the HIT's own, but never a third person on its own while another
+    candidate has one claim. (Which HITs forgers happened to draw through once decided
+    whether two real workers ended up on the same images: the test of many forgers above.)"""
+    study = import_study(database_url, make_bundle(n_adversarial=15), items_per_assignment=5)
+    register_hits(database_url, study.slug, ["H0", "H1"])
+    consent = stored_consent_sha256(database_url, study.slug)
+    policy = AllocationPolicy(timeout=timedelta(hours=1), share_after=timedelta(seconds=60))
+    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    def claim(worker: str, hit: str, at: datetime) -> Any:
+        session = session_for(database_url)
+        try:
+            return accept(
+                session=session,
+                study_slug=study.slug,
+                claimant=Claimant(
+                    WorkerRef(WorkerSource.mturk, worker),
+                    MTurkContext(f"A-{worker}", hit, MTURK_TEST_SUBMIT_HOST),
+                    None,
+                ),
+                consent_sha256=consent,
+                now=at,
+                policy=policy,
+            )
+        finally:
+            session.close()
+
+    crowded = [claim(f"F{i}", "H0", t0) for i in range(2)]  # H0 drew two
+    own = claim("F2", "H1", t0)  # H1 drew one: the pool is empty now
+    assert {a.outcome.value for a in [*crowded, own]} == {"allocated"}
+    tie = claim("X", "H1", t0 + timedelta(seconds=61))  # one claim on each: its own HIT's
+    assert (tie.outcome.value, tie.assignment_public_id) == ("shared", own.assignment_public_id)
+    real = claim("REAL", "H1", t0 + timedelta(seconds=62))  # its own has two now
+    assert real.outcome.value == "shared"
+    assert real.assignment_public_id in {a.assignment_public_id for a in crowded}
+
+
 def test_holds_that_end_between_two_questions_ask_the_claim_to_come_back():
     """Under READ COMMITTED each statement sees the latest commits: the holds a HIT drew can
     end (expire, be flagged) between asking which they are and counting their claims. The
@@ -373,6 +414,7 @@ def test_holds_that_end_between_two_questions_ask_the_claim_to_come_back():
     answers = {
         allocation_rules._DRAWN_BY_HIT: [(7,)],  # the HIT drew assignment 7...
         allocation_rules._POOL_NEXT: [],  # ...the pool is empty...
+        allocation_rules._DRAWN_BY_CROWDED_HITS: [],
         allocation_rules._CLAIMS_ON: [],  # ...and by the next statement 7's holds had ended
     }
 

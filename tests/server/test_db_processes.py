@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
@@ -18,6 +19,7 @@ from sqlalchemy import func, literal, select
 from study_server.api.app import DB_PROCESS_PRELOAD
 from study_server.db.processes import DatabaseProcesses, ProcessLost
 from study_server.errors import ConflictError
+from testkit.servers import children
 
 pytestmark = pytest.mark.postgres
 
@@ -79,8 +81,46 @@ class Echo:
         return db.scalar(select(literal(self.value)))
 
 
+def _within_a_minute(scenario):
+    """A scenario that would hang if the processes lost track of a job fails instead."""
+
+    async def bounded():
+        return await asyncio.wait_for(scenario, 60)
+
+    return asyncio.run(bounded())
+
+
+def _explode() -> None:
+    raise ValueError("this cannot be unpickled")
+
+
+class UnreadableHere:
+    """Pickles in the process, but cannot be unpickled by whoever receives it."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+@dataclass(frozen=True)
+class AnswerUnreadably:
+    def __call__(self, db) -> UnreadableHere:
+        return UnreadableHere()
+
+
 def _pool(url: str, size: int) -> DatabaseProcesses:
     return DatabaseProcesses(url, size, preload=DB_PROCESS_PRELOAD)
+
+
+def _forked_for_jobs() -> set[int]:
+    """The live children of this process's fork server: every database process of it."""
+    found: set[int] = set()
+    for pid in children(os.getpid()):
+        try:
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found |= {child for child in children(pid) if _alive(child)}
+        except OSError:
+            continue
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -103,7 +143,7 @@ def test_a_job_runs_in_another_process_on_a_connection_of_its_own(postgres_datab
         finally:
             await processes.close()
 
-    asyncio.run(scenario())
+    _within_a_minute(scenario())
 
 
 def test_more_jobs_than_processes_wait_their_turn_and_each_gets_its_own_answer(
@@ -118,7 +158,7 @@ def test_more_jobs_than_processes_wait_their_turn_and_each_gets_its_own_answer(
         finally:
             await processes.close()
 
-    asyncio.run(scenario())
+    _within_a_minute(scenario())
 
 
 def test_a_refusal_comes_back_as_itself_with_its_cause(postgres_database_url):
@@ -141,7 +181,25 @@ def test_a_refusal_comes_back_as_itself_with_its_cause(postgres_database_url):
         finally:
             await processes.close()
 
-    asyncio.run(scenario())
+    _within_a_minute(scenario())
+
+
+def test_a_job_or_an_answer_that_cannot_be_unpickled_fails_alone(postgres_database_url):
+    async def scenario() -> None:
+        processes = _pool(postgres_database_url, 1)
+        await processes.open()
+        try:
+            (pid,) = processes.pids()
+            with pytest.raises(ValueError, match="cannot be unpickled"):
+                await processes.run(UnreadableHere())  # in the process
+            with pytest.raises(RuntimeError, match="cannot be unpickled"):
+                await processes.run(AnswerUnreadably())  # here
+            assert await processes.run(Echo(5)) == 5
+            assert processes.pids() == [pid]  # the same process all along
+        finally:
+            await processes.close()
+
+    _within_a_minute(scenario())
 
 
 def test_a_process_that_dies_fails_its_job_and_is_replaced(postgres_database_url):
@@ -159,7 +217,7 @@ def test_a_process_that_dies_fails_its_job_and_is_replaced(postgres_database_url
         finally:
             await processes.close()
 
-    asyncio.run(scenario())
+    _within_a_minute(scenario())
 
 
 def test_a_caller_that_goes_away_does_not_get_its_answer_given_to_another(
@@ -178,7 +236,7 @@ def test_a_caller_that_goes_away_does_not_get_its_answer_given_to_another(
         finally:
             await processes.close()
 
-    asyncio.run(scenario())
+    _within_a_minute(scenario())
 
 
 def test_closing_ends_every_process_and_fails_the_jobs_still_waiting(postgres_database_url):
@@ -197,11 +255,31 @@ def test_closing_ends_every_process_and_fails_the_jobs_still_waiting(postgres_da
             await processes.run(Echo(1))
         return pids
 
-    pids = asyncio.run(scenario())
+    pids = _within_a_minute(scenario())
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_closing_while_a_lost_process_is_being_replaced_leaves_no_process(
+    postgres_database_url,
+):
+    before = _forked_for_jobs()
+
+    async def scenario() -> None:
+        processes = _pool(postgres_database_url, 1)
+        await processes.open()
+        with pytest.raises(ProcessLost):
+            await processes.run(Die())
+        await processes.close()  # the replacement is under way
+        assert processes.pids() == []
+
+    _within_a_minute(scenario())
+    deadline = time.monotonic() + 5
+    while _forked_for_jobs() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _forked_for_jobs() - before == set()
 
 
 def test_a_database_that_cannot_be_reached_fails_the_start_with_the_reason():
@@ -210,4 +288,4 @@ def test_a_database_that_cannot_be_reached_fails_the_start_with_the_reason():
         await _pool(url, 1).open()
 
     with pytest.raises(Exception, match="127.0.0.1"):
-        asyncio.run(scenario())
+        _within_a_minute(scenario())
