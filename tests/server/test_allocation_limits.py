@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -321,6 +322,43 @@ def _refusals(url: str, status: int) -> int:
         session.close()
 
 
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _claims_on_two_hits(database_url: str, make_bundle, *, assignments: int) -> Callable:
+    """A study of `assignments` x 5 images with HITs H0 and H1; claims on it (`_claim_at`)
+    with a one-hour hold, shared after 60 s."""
+    study = import_study(
+        database_url, make_bundle(n_adversarial=assignments * 5), items_per_assignment=5
+    )
+    register_hits(database_url, study.slug, ["H0", "H1"])
+    consent = stored_consent_sha256(database_url, study.slug)
+    policy = AllocationPolicy(timeout=timedelta(hours=1), share_after=timedelta(seconds=60))
+    return functools.partial(_claim_at, database_url, study.slug, consent, policy)
+
+
+def _claim_at(
+    url: str, slug: str, consent: str, policy: AllocationPolicy, worker: str, hit: str, at: datetime
+) -> Any:
+    """An MTurk worker's accept of `hit`, at the time `at` (the rules, without HTTP)."""
+    session = session_for(url)
+    try:
+        return accept(
+            session=session,
+            study_slug=slug,
+            claimant=Claimant(
+                WorkerRef(WorkerSource.mturk, worker),
+                MTurkContext(f"A-{worker}", hit, MTURK_TEST_SUBMIT_HOST),
+                None,
+            ),
+            consent_sha256=consent,
+            now=at,
+            policy=policy,
+        )
+    finally:
+        session.close()
+
+
 def test_a_shared_claim_waits_for_the_least_shared_images_rather_than_crowd_others(
     database_url, make_bundle
 ):
@@ -328,40 +366,18 @@ def test_a_shared_claim_waits_for_the_least_shared_images_rather_than_crowd_othe
     of them already shared; a worker of H1 (which drew none) waits for the other to be
     `share_after` old instead of becoming the third on the first: the race the test of many
     forgers above ran into when its last draws were younger than `share_after`."""
-    study = import_study(database_url, make_bundle(n_adversarial=10), items_per_assignment=5)
-    register_hits(database_url, study.slug, ["H0", "H1"])
-    consent = stored_consent_sha256(database_url, study.slug)
-    policy = AllocationPolicy(timeout=timedelta(hours=1), share_after=timedelta(seconds=60))
-    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    claim = _claims_on_two_hits(database_url, make_bundle, assignments=2)
 
-    def claim(worker: str, hit: str, at: datetime) -> Any:
-        session = session_for(database_url)
-        try:
-            return accept(
-                session=session,
-                study_slug=study.slug,
-                claimant=Claimant(
-                    WorkerRef(WorkerSource.mturk, worker),
-                    MTurkContext(f"A-{worker}", hit, MTURK_TEST_SUBMIT_HOST),
-                    None,
-                ),
-                consent_sha256=consent,
-                now=at,
-                policy=policy,
-            )
-        finally:
-            session.close()
-
-    first = claim("F1", "H0", t0)
-    second = claim("F2", "H0", t0 + timedelta(seconds=61))  # H0's second draw
-    shared = claim("F3", "H0", t0 + timedelta(seconds=61))  # the pool is empty: shares
+    first = claim("F1", "H0", T0)
+    second = claim("F2", "H0", T0 + timedelta(seconds=61))  # H0's second draw
+    shared = claim("F3", "H0", T0 + timedelta(seconds=61))  # the pool is empty: shares
     assert first.outcome.value == second.outcome.value == "allocated"
     assert shared.outcome.value == "shared"
     assert shared.assignment_public_id == first.assignment_public_id  # the older one
     with pytest.raises(ConflictError) as early:
-        claim("REAL", "H1", t0 + timedelta(seconds=62))
+        claim("REAL", "H1", T0 + timedelta(seconds=62))
     assert early.value.headers == {"Retry-After": "59"}  # when the second one is ready
-    real = claim("REAL", "H1", t0 + timedelta(seconds=121))
+    real = claim("REAL", "H1", T0 + timedelta(seconds=121))
     assert real.outcome.value == "shared"
     assert real.assignment_public_id == second.assignment_public_id
 
@@ -373,36 +389,14 @@ def test_a_claim_shares_its_own_hits_images_first_but_never_as_a_third_while_oth
     on a tie of claims the HIT's own, but never a third person on its own while another
     candidate has one claim. (Which HITs forgers happened to draw through once decided
     whether two real workers ended up on the same images: the test of many forgers above.)"""
-    study = import_study(database_url, make_bundle(n_adversarial=15), items_per_assignment=5)
-    register_hits(database_url, study.slug, ["H0", "H1"])
-    consent = stored_consent_sha256(database_url, study.slug)
-    policy = AllocationPolicy(timeout=timedelta(hours=1), share_after=timedelta(seconds=60))
-    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    claim = _claims_on_two_hits(database_url, make_bundle, assignments=3)
 
-    def claim(worker: str, hit: str, at: datetime) -> Any:
-        session = session_for(database_url)
-        try:
-            return accept(
-                session=session,
-                study_slug=study.slug,
-                claimant=Claimant(
-                    WorkerRef(WorkerSource.mturk, worker),
-                    MTurkContext(f"A-{worker}", hit, MTURK_TEST_SUBMIT_HOST),
-                    None,
-                ),
-                consent_sha256=consent,
-                now=at,
-                policy=policy,
-            )
-        finally:
-            session.close()
-
-    crowded = [claim(f"F{i}", "H0", t0) for i in range(2)]  # H0 drew two
-    own = claim("F2", "H1", t0)  # H1 drew one: the pool is empty now
+    crowded = [claim(f"F{i}", "H0", T0) for i in range(2)]  # H0 drew two
+    own = claim("F2", "H1", T0)  # H1 drew one: the pool is empty now
     assert {a.outcome.value for a in [*crowded, own]} == {"allocated"}
-    tie = claim("X", "H1", t0 + timedelta(seconds=61))  # one claim on each: its own HIT's
+    tie = claim("X", "H1", T0 + timedelta(seconds=61))  # one claim on each: its own HIT's
     assert (tie.outcome.value, tie.assignment_public_id) == ("shared", own.assignment_public_id)
-    real = claim("REAL", "H1", t0 + timedelta(seconds=62))  # its own has two now
+    real = claim("REAL", "H1", T0 + timedelta(seconds=62))  # its own has two now
     assert real.outcome.value == "shared"
     assert real.assignment_public_id in {a.assignment_public_id for a in crowded}
 

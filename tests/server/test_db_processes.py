@@ -9,6 +9,8 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,16 @@ def _pool(url: str, size: int) -> DatabaseProcesses:
     return DatabaseProcesses(url, size, preload=DB_PROCESS_PRELOAD)
 
 
+@asynccontextmanager
+async def _opened(url: str, size: int) -> AsyncIterator[DatabaseProcesses]:
+    processes = _pool(url, size)
+    await processes.open()
+    try:
+        yield processes
+    finally:
+        await processes.close()
+
+
 def _forked_for_jobs() -> set[int]:
     """The live children of this process's fork server: every database process of it."""
     found: set[int] = set()
@@ -133,15 +145,11 @@ def _alive(pid: int) -> bool:
 
 def test_a_job_runs_in_another_process_on_a_connection_of_its_own(postgres_database_url):
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 2)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 2) as processes:
             runs = await asyncio.gather(*(processes.run(WhereRun()) for _ in range(6)))
             pids = {pid for pid, _ in runs}
             assert os.getpid() not in pids and pids <= set(processes.pids())
             assert len({backend for _, backend in runs}) <= 2  # one connection per process
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
@@ -150,13 +158,9 @@ def test_more_jobs_than_processes_wait_their_turn_and_each_gets_its_own_answer(
     postgres_database_url,
 ):
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 2)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 2) as processes:
             answers = await asyncio.gather(*(processes.run(Sleep(0.02, i)) for i in range(12)))
             assert answers == list(range(12))
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
@@ -165,9 +169,7 @@ def test_a_refusal_comes_back_as_itself_with_its_cause(postgres_database_url):
     """The accept route reads the cause (a changed consent text drops the cached page)."""
 
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 1)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 1) as processes:
             with pytest.raises(HTTPException) as refused:
                 await processes.run(Refuse())
             assert refused.value.status_code == 409
@@ -178,17 +180,13 @@ def test_a_refusal_comes_back_as_itself_with_its_cause(postgres_database_url):
             with pytest.raises(RuntimeError, match="Unpicklable: with a lock in it"):
                 await processes.run(FailOddly())
             assert await processes.run(Echo(7)) == 7  # the process lives on
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
 
 def test_a_job_or_an_answer_that_cannot_be_unpickled_fails_alone(postgres_database_url):
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 1)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 1) as processes:
             (pid,) = processes.pids()
             with pytest.raises(ValueError, match="cannot be unpickled"):
                 await processes.run(UnreadableHere())  # in the process
@@ -196,17 +194,13 @@ def test_a_job_or_an_answer_that_cannot_be_unpickled_fails_alone(postgres_databa
                 await processes.run(AnswerUnreadably())  # here
             assert await processes.run(Echo(5)) == 5
             assert processes.pids() == [pid]  # the same process all along
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
 
 def test_a_process_that_dies_fails_its_job_and_is_replaced(postgres_database_url):
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 1)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 1) as processes:
             (first,) = processes.pids()
             waiting = asyncio.ensure_future(processes.run(Echo(1)))  # queued behind the death
             with pytest.raises(ProcessLost, match=f"database process {first} ended"):
@@ -214,8 +208,6 @@ def test_a_process_that_dies_fails_its_job_and_is_replaced(postgres_database_url
             assert await waiting == 1  # ran in the replacement
             (second,) = processes.pids()
             assert second != first and not _alive(first)
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
@@ -224,17 +216,13 @@ def test_a_caller_that_goes_away_does_not_get_its_answer_given_to_another(
     postgres_database_url,
 ):
     async def scenario() -> None:
-        processes = _pool(postgres_database_url, 1)
-        await processes.open()
-        try:
+        async with _opened(postgres_database_url, 1) as processes:
             gone = asyncio.ensure_future(processes.run(Sleep(0.2, 1)))
             never_sent = asyncio.ensure_future(processes.run(Sleep(0.0, 2)))
             await asyncio.sleep(0.05)
             gone.cancel()
             never_sent.cancel()
             assert await processes.run(Echo(3)) == 3
-        finally:
-            await processes.close()
 
     _within_a_minute(scenario())
 
