@@ -120,6 +120,20 @@ def descendants(pid: int) -> list[int]:
     return [below for child in children(pid) for below in (child, *descendants(child))]
 
 
+def database_processes(pid: int) -> list[int]:
+    """The database processes below `pid` (`study_server/db/processes.py`): the children of
+    the fork servers among its descendants."""
+    found: list[int] = []
+    for below in descendants(pid):
+        try:
+            command = Path(f"/proc/{below}/cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if b"forkserver" in command:
+            found += children(below)
+    return found
+
+
 @contextmanager
 def serve_process(
     database_url: str,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from study_server.db.models import Allocation, AllocationStatus, Label
 from study_server.db.session import is_sqlite
 from testkit.databases import session_for
-from testkit.servers import RunningServer, children, descendants, serve_process
+from testkit.servers import database_processes, serve_process
 from testkit.studies import import_study, register_hits
 from tests.server.flow import mturk_accept, submit
 
@@ -44,19 +43,6 @@ def test_the_same_holds_across_two_server_processes_each_with_its_database_proce
     (`ADVCRITIC_DB_PROCESSES`, 2), all four taking accepts and submits for the same study."""
     seen = _simultaneous_accepts_and_submits(postgres_database_url, make_bundle, server_processes=2)
     assert len(seen) == 2 * 2, seen
-
-
-def _database_processes(server: RunningServer) -> list[int]:
-    """The children of the fork servers below the server: its database processes."""
-    found = []
-    for pid in descendants(server.process.pid):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"forkserver" in command:
-            found += children(pid)
-    return found
 
 
 def _simultaneous_accepts_and_submits(
@@ -120,7 +106,7 @@ def _simultaneous_accepts_and_submits(
         ThreadPoolExecutor(WORKERS) as pool,
     ):
         list(pool.map(lambda w: work(w, server.url), range(WORKERS)))
-        database_processes = _database_processes(server)
+        seen = database_processes(server.process.pid)
 
     winners = {w: a for w, (code, a) in outcomes.items() if code == 200}
     assert len(outcomes) == WORKERS
@@ -146,4 +132,4 @@ def _simultaneous_accepts_and_submits(
             assert stored == _expected_labels(worker)
     finally:
         session.close()
-    return database_processes
+    return seen

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
@@ -21,7 +20,7 @@ from sqlalchemy import func, literal, select
 from study_server.api.app import DB_PROCESS_PRELOAD
 from study_server.db.processes import DatabaseProcesses, ProcessLost
 from study_server.errors import ConflictError
-from testkit.servers import children
+from testkit.servers import database_processes
 
 pytestmark = pytest.mark.postgres
 
@@ -121,18 +120,6 @@ async def _opened(url: str, size: int) -> AsyncIterator[DatabaseProcesses]:
         yield processes
     finally:
         await processes.close()
-
-
-def _forked_for_jobs() -> set[int]:
-    """The live children of this process's fork server: every database process of it."""
-    found: set[int] = set()
-    for pid in children(os.getpid()):
-        try:
-            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found |= {child for child in children(pid) if _alive(child)}
-        except OSError:
-            continue
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -253,7 +240,7 @@ def test_closing_ends_every_process_and_fails_the_jobs_still_waiting(postgres_da
 def test_closing_while_a_lost_process_is_being_replaced_leaves_no_process(
     postgres_database_url,
 ):
-    before = _forked_for_jobs()
+    before = set(database_processes(os.getpid()))
 
     async def scenario() -> None:
         processes = _pool(postgres_database_url, 1)
@@ -265,9 +252,9 @@ def test_closing_while_a_lost_process_is_being_replaced_leaves_no_process(
 
     _within_a_minute(scenario())
     deadline = time.monotonic() + 5
-    while _forked_for_jobs() - before and time.monotonic() < deadline:
+    while set(database_processes(os.getpid())) - before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _forked_for_jobs() - before == set()
+    assert set(database_processes(os.getpid())) - before == set()
 
 
 def test_a_database_that_cannot_be_reached_fails_the_start_with_the_reason():
