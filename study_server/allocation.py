@@ -36,7 +36,7 @@ harmless instead (the threat model is in docs/deployment.md):
    source. Claims of one person take turns (their `workers` row is locked), so two accepts
    racing into two studies cannot both pass.
 9. **Consent first**: nothing is allocated without the SHA-256 of the study's current consent
-   text, which the person agreed to on the page (`protocol_texts.check_consent`); the
+   text, which the person agreed to on the page (`protocol_texts.checked_consent`); the
    allocation keeps it, with the time.
 
 Lab claims (invitations) draw only from the pool and are never shared: the invitation is
@@ -73,7 +73,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
-from study_server.db.rendered import Database
+from study_server.db.rendered import Call, Database
 from study_server.db.store import experiment_study_ids, record_event
 from study_server.errors import ConflictError, LimitReached, NotFoundError
 
@@ -160,24 +160,24 @@ def hold_deadline(hit: Any, *, now: datetime, policy: AllocationPolicy) -> datet
     return now + hold
 
 
-def check_address(
-    session: Database,
-    *,
-    study_id: int,
-    address: str | None,
-    lab: bool,
-    now: datetime,
-    policy: AllocationPolicy,
+def address_question(
+    *, study_id: int, address: str | None, lab: bool, now: datetime, policy: AllocationPolicy
+) -> Call | None:
+    """Rule 3: the deadlines of the holds the claim's address has in the study, as a
+    statement to send with others (`rendered.execute_together`); None when there is no limit
+    to check. `checked_address` checks the answer."""
+    if address is None or _address_limit(lab, policy) == 0:
+        return None
+    source = WorkerSource.local if lab else WorkerSource.mturk
+    return _ADDRESS_HOLDS, {"study_id": study_id, "address": address, "now": now, "source": source}
+
+
+def checked_address(
+    deadlines: list[datetime], *, lab: bool, now: datetime, policy: AllocationPolicy
 ) -> None:
     """Rule 3: refuse a new hold from an address that already holds its share."""
-    limit = policy.lab_holds_per_address if lab else policy.holds_per_address
-    if address is None or limit == 0:
-        return
-    source = WorkerSource.local if lab else WorkerSource.mturk
-    deadlines = session.scalars(
-        _ADDRESS_HOLDS, {"study_id": study_id, "address": address, "now": now, "source": source}
-    ).all()
-    if len(deadlines) >= limit:
+    limit = _address_limit(lab, policy)
+    if limit and len(deadlines) >= limit:
         wait = _seconds_until(min(deadlines), now)
         raise LimitReached(
             f"{len(deadlines)} people from your network are working on this study already "
@@ -186,21 +186,32 @@ def check_address(
         )
 
 
+def _address_limit(lab: bool, policy: AllocationPolicy) -> int:
+    return policy.lab_holds_per_address if lab else policy.holds_per_address
+
+
+def drawn_question(*, study_id: int, hit_id: str, now: datetime) -> Call:
+    """Rule 4: the assignments the HIT holds (by live claims), as a statement to send with
+    others; its answer is `choose_assignment`'s `drawn`. Ask it after locking the HIT's row
+    (`hit_question`, earlier in the same round trip): claims of one HIT take turns."""
+    return _DRAWN_BY_HIT, {"study_id": study_id, "hit_id": hit_id, "now": now}
+
+
 def choose_assignment(
     session: Database,
     *,
     study_id: int,
-    hit_id: str | None,
+    drawn: list[int] | None,
     now: datetime,
     policy: AllocationPolicy,
 ) -> Choice:
-    """Rules 4 and 5: a fresh assignment from the pool, or one to share."""
-    if hit_id is None:  # a lab claim: the pool only
+    """Rules 4 and 5: a fresh assignment from the pool, or one to share. `drawn`: what the
+    claim's HIT holds (the answer to `drawn_question`), None for a lab claim."""
+    if drawn is None:  # a lab claim: the pool only
         fresh = _from_pool(session, study_id)
         if fresh is None:
             raise ConflictError(TAKEN)
         return Choice(fresh, shared=False)
-    drawn = _drawn_by_hit(session, study_id=study_id, hit_id=hit_id, now=now)
     if len(drawn) < policy.assignments_per_hit:
         fresh = _from_pool(session, study_id)
         if fresh is not None:
@@ -233,11 +244,6 @@ def choose_assignment(
 
 def _from_pool(session: Database, study_id: int) -> Any:
     return session.execute(_POOL_NEXT, {"study_id": study_id}).first()
-
-
-def _drawn_by_hit(session: Database, *, study_id: int, hit_id: str, now: datetime) -> list[int]:
-    values = {"study_id": study_id, "hit_id": hit_id, "now": now}
-    return list(session.scalars(_DRAWN_BY_HIT, values))
 
 
 def _drawn_by_crowded_hits(session: Database, *, study_id: int, now: datetime) -> list[int]:
@@ -277,12 +283,17 @@ def refresh_assignments(session: Database, assignment_ids: Iterable[int]) -> Non
             session.execute(_SET_ASSIGNMENT_STATUS, {"ids": sorted(group), "new_status": status})
 
 
-def expire_overdue(session: Database, *, study_id: int, now: datetime) -> None:
-    """Rule 2: expire the study's holds past their deadline; their images go back."""
-    overdue = session.scalars(_OVERDUE, {"study_id": study_id, "now": now}).all()
+def overdue_question(*, study_id: int, now: datetime) -> Call:
+    """Rule 2: the study's holds past their deadline (their ids, locked; one another accept
+    has locked is left to it), a statement to send with others; `expire` ends them."""
+    return _OVERDUE, {"study_id": study_id, "now": now}
+
+
+def expire(session: Database, *, study_id: int, overdue: list[int]) -> None:
+    """Rule 2: end the holds `overdue_question` found; their images go back."""
     if not overdue:
         return
-    released = session.scalars(_EXPIRE, {"ids": list(overdue)}).all()
+    released = session.scalars(_EXPIRE, {"ids": overdue}).all()
     refresh_assignments(session, released)
     record_event(
         session,
@@ -350,11 +361,16 @@ def confirm(session: Session, allocation: Allocation) -> bool:
     return True
 
 
-def check_hit(session: Database, *, study_id: int, study_slug: str, hit_id: str) -> Any:
-    """The HIT's row (locked, so claims of one HIT take turns: its study, whether it is a
-    sandbox HIT, its assignment duration); a HIT of another study, or a sandbox HIT of a
-    study that is now published live, is refused."""
-    hit = session.execute(_HIT_LOCKED, {"hit_id": hit_id}).first()
+def hit_question(hit_id: str) -> Call:
+    """The HIT's row, locked, so claims of one HIT take turns (its study, whether it is a
+    sandbox HIT, its assignment duration): a statement to send with others
+    (`rendered.execute_together`), its answer checked by `checked_hit`."""
+    return _HIT_LOCKED, {"hit_id": hit_id}
+
+
+def checked_hit(hit: Any, *, study_id: int, study_slug: str, hit_id: str) -> Any:
+    """The answer to `hit_question`, unless the HIT is of another study, or a sandbox HIT of
+    a study that is now published live."""
     if hit is None or hit.study_id != study_id:
         raise NotFoundError(f"HIT {hit_id!r} is not a HIT of study {study_slug!r}")
     if hit.sandbox and hit.study_is_live:

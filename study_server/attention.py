@@ -43,7 +43,7 @@ from study_server.db.models import (
     Stimulus,
     StimulusKind,
 )
-from study_server.db.rendered import Database
+from study_server.db.rendered import Call
 from study_server.db.store import record_event
 
 
@@ -150,10 +150,10 @@ def current_policy(session: Session, *, study_id: int) -> AttentionPolicy | None
     return session.scalar(_CURRENT_POLICY, {"study_id": study_id})
 
 
-def current_policy_columns(db: Database, *, study_id: int) -> Any:
-    """The current policy as a row of its id, version and minimums (what judging needs), or
-    None: for the submission, written for a Session and a driver connection alike."""
-    return db.execute(_CURRENT_POLICY_COLUMNS, {"study_id": study_id}).first()
+def policy_question(*, study_id: int) -> Call:
+    """The current policy as a row of its id, version and minimums (what judging needs; no
+    row: none), as a statement the submission sends with others (`rendered.execute_together`)."""
+    return _CURRENT_POLICY_COLUMNS, {"study_id": study_id}
 
 
 # Built once (each submission asks): building a statement cost more than running it.

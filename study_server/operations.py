@@ -74,7 +74,7 @@ from study_server.db.models import (
     Worker,
     WorkerSource,
 )
-from study_server.db.rendered import Database, dialect_name
+from study_server.db.rendered import Call, Database, defer, dialect_name, execute_together
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event, study_columns
 from study_server.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
@@ -82,8 +82,9 @@ from study_server.invitations import LabInvite
 from study_server.protocol_texts import (
     TEXT_COLUMNS,
     ShownText,
-    check_consent,
-    require_text_columns,
+    checked_consent,
+    required_text,
+    text_columns_question,
 )
 
 T = TypeVar("T")
@@ -248,26 +249,59 @@ def _accept_once(
 ) -> Accepted:
     begin_write(session)
     study = study_columns(session, study_slug)
-    consent = check_consent(session, study_id=study.id, sha256=consent_sha256)
     worker, mturk = claimant.worker, claimant.mturk
-    hit = None
+    lab = worker.source == WorkerSource.local
+    # Everything the checks below read, in one round trip on PostgreSQL, the locks taken in
+    # this order: the HIT's row (claims of one HIT take turns, so what it drew is read after
+    # it), the overdue holds, the person's row (their claims take turns), then their hold.
+    of_mturk = (
+        [
+            rules.hit_question(mturk.hit_id),
+            rules.drawn_question(study_id=study.id, hit_id=mturk.hit_id, now=now),
+            _owner_question(mturk),
+        ]
+        if mturk
+        else []
+    )
+    address = rules.address_question(
+        study_id=study.id, address=claimant.address, lab=lab, now=now, policy=policy
+    )
+    consent_text, *answers = execute_together(
+        session,
+        [
+            text_columns_question(study_id=study.id, kind=TextKind.consent),
+            *of_mturk,
+            rules.overdue_question(study_id=study.id, now=now),
+            _worker_question(session, worker),
+            _persons_allocation_question(study.id, worker),
+            *([address] if address else []),
+        ],
+    )
+    mturk_answers, answers = answers[: len(of_mturk)], answers[len(of_mturk) :]
+    overdue, worker_row, held_row, *address_answer = answers
+    consent = checked_consent(
+        session, consent_text.first(), study_id=study.id, sha256=consent_sha256
+    )
+    hit, drawn = None, None
     if mturk is not None:
-        hit = rules.check_hit(
-            session, study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
+        hit_row, drawn_rows, owner = mturk_answers
+        hit = rules.checked_hit(
+            hit_row.first(), study_id=study.id, study_slug=study.slug, hit_id=mturk.hit_id
         )
-        _check_mturk_assignment(session, mturk=mturk, worker=worker)
-    elif worker.source == WorkerSource.local and (
-        invite is None or not invite.opens(study.id, study.experiment_id)
-    ):
+        drawn = drawn_rows.scalars().all()
+        _check_mturk_assignment(owner.scalar(), mturk=mturk, worker=worker)
+    elif lab and (invite is None or not invite.opens(study.id, study.experiment_id)):
         raise ForbiddenError("this invitation code is not one of this study")
-    rules.expire_overdue(session, study_id=study.id, now=now)
-    worker_id = _get_or_create_worker(session, worker)
-    held = session.execute(_HELD, {"study_id": study.id, "worker_id": worker_id}).first()
-    if held is not None and held.status == AllocationStatus.submitted:
+    expired = overdue.scalars().all()
+    rules.expire(session, study_id=study.id, overdue=expired)
+    worker_id = worker_row.scalar_one()
+    held = held_row.first()
+    status = None if held is None else held.status
+    if held is not None and held.id in expired:  # read before `expire` ended it
+        status = AllocationStatus.expired
+    if held is not None and status == AllocationStatus.submitted:
         if mturk is not None and held.mturk_assignment_id == mturk.assignment_id:
-            result = _accepted(session, study, held, AcceptOutcome.submitted)
-            session.commit()
-            return result
+            return _accepted(session, study, held, AcceptOutcome.submitted)
         if mturk is None:
             raise ConflictError(
                 "this invitation code has already been used to complete the study; thank you"
@@ -275,7 +309,7 @@ def _accept_once(
         raise ConflictError(
             "you have already completed an assignment of this study; each person labels only one"
         )
-    if held is not None and held.status == AllocationStatus.active:
+    if held is not None and status == AllocationStatus.active:
         changes: dict[str, Any] = {}
         if held.consent_sha256 != consent.sha256:
             changes |= _consent_values(consent, now)
@@ -299,10 +333,8 @@ def _accept_once(
                 detail={"mturk_assignment_id": mturk.assignment_id, "hit_id": mturk.hit_id},
             )
         if changes:
-            session.execute(_allocation_update(*changes), {"allocation_id": held.id, **changes})
-        result = _accepted(session, study, held, AcceptOutcome.resumed)
-        session.commit()
-        return result
+            defer(session, _allocation_update(*changes), {"allocation_id": held.id, **changes})
+        return _accepted(session, study, held, AcceptOutcome.resumed)
     rules.refuse_sibling_participant(
         session,
         study_id=study.id,
@@ -310,24 +342,16 @@ def _accept_once(
         source=worker.source,
         external_id=worker.external_id,
     )
-    rules.check_address(
-        session,
-        study_id=study.id,
-        address=claimant.address,
-        lab=worker.source == WorkerSource.local,
-        now=now,
-        policy=policy,
-    )
+    for holds in address_answer:
+        rules.checked_address(holds.scalars().all(), lab=lab, now=now, policy=policy)
     choice = rules.choose_assignment(
-        session,
-        study_id=study.id,
-        hit_id=mturk.hit_id if mturk else None,
-        now=now,
-        policy=policy,
+        session, study_id=study.id, drawn=drawn, now=now, policy=policy
     )
     assignment = choice.assignment
+    # The writes go with the next round trip, reading the images (`rendered.defer`).
     if assignment.status == AssignmentStatus.available:
-        session.execute(
+        defer(
+            session,
             _SET_ONE_ASSIGNMENT_STATUS,
             {"assignment_id": assignment.id, "status": AssignmentStatus.allocated},
         )
@@ -347,14 +371,11 @@ def _accept_once(
         **_consent_values(consent, now),
     }
     if held is None:
-        allocation_id = session.execute(
-            _INSERT_ALLOCATION, {"study_id": study.id, "worker_id": worker_id, **hold}
-        ).scalar_one()
+        defer(session, _INSERT_ALLOCATION, {"study_id": study.id, "worker_id": worker_id, **hold})
     else:  # an expired hold of this person's, renewed
-        allocation_id = held.id
-        session.execute(_allocation_update(*hold), {"allocation_id": allocation_id, **hold})
+        defer(session, _allocation_update(*hold), {"allocation_id": held.id, **hold})
         # labels saved under the earlier hold are not for this one
-        session.execute(_DELETE_DRAFTS, {"allocation_id": allocation_id})
+        defer(session, _DELETE_DRAFTS, {"allocation_id": held.id})
     outcome = AcceptOutcome.shared if choice.shared else AcceptOutcome.allocated
     record_event(
         session,
@@ -371,15 +392,9 @@ def _accept_once(
             "consent_version": consent.version,
         },
     )
-    result = _accepted(
-        session,
-        study,
-        _Hold(allocation_id, assignment.id, hold["expires_at"], None),
-        outcome,
-        public_id=assignment.public_id,
+    return _accepted(
+        session, study, _Hold(assignment.id, assignment.public_id, hold["expires_at"]), outcome
     )
-    session.commit()
-    return result
 
 
 def _consent_values(consent: Any, now: datetime) -> dict[str, Any]:
@@ -404,60 +419,57 @@ def given_debrief(session: Database, allocation: Any) -> ShownText | None:
     return ShownText.of(session.execute(_TEXT_BY_ID, {"id": allocation.debrief_text_id}).one())
 
 
-def _check_mturk_assignment(session: Database, *, mturk: MTurkContext, worker: WorkerRef) -> None:
-    owner = session.scalar(_ASSIGNMENT_OWNER, {"mturk_assignment_id": mturk.assignment_id})
+def _owner_question(mturk: MTurkContext) -> Call:
+    """Who holds the MTurk assignment already, if anyone (`_check_mturk_assignment`)."""
+    return _ASSIGNMENT_OWNER, {"mturk_assignment_id": mturk.assignment_id}
+
+
+def _check_mturk_assignment(owner: str | None, *, mturk: MTurkContext, worker: WorkerRef) -> None:
     if owner is not None and owner != worker.external_id:
         raise ForbiddenError(f"MTurk assignment {mturk.assignment_id!r} belongs to another worker")
 
 
 @dataclass(frozen=True)
 class _Hold:
-    """What an accept answers from, of a hold it made (a row of `_HELD` has the same)."""
+    """What an accept answers from, of a hold it made. A row of `_PERSONS_ALLOCATION` has
+    the same, and the allocation's id and debrief, which only the answer to a resumed or a
+    submitted hold reads."""
 
-    id: int
     assignment_id: int
+    public_id: str
     expires_at: datetime
-    debrief_text_id: int | None
 
 
-def _accepted(
-    session: Database,
-    study: Any,
-    hold: Any,
-    outcome: AcceptOutcome,
-    *,
-    public_id: str | None = None,
-) -> Accepted:
-    if public_id is None:
-        public_id = session.scalar(_PUBLIC_ID, {"assignment_id": hold.assignment_id})
-    images = session.scalars(_ITEM_IMAGES, {"assignment_id": hold.assignment_id}).all()
-    saved: tuple[LabelInput, ...] = ()
+def _accepted(session: Database, study: Any, hold: Any, outcome: AcceptOutcome) -> Accepted:
+    """The answer to an accept, read with the commit (and the writes before it) in one round
+    trip on PostgreSQL."""
+    asked: list[Call] = [(_ITEM_IMAGES, {"assignment_id": hold.assignment_id})]
     if outcome == AcceptOutcome.resumed:
-        saved = tuple(
-            LabelInput(position, label, response_ms)
-            for position, label, response_ms in session.execute(
-                _SAVED_DRAFTS, {"allocation_id": hold.id}
-            )
-        )
+        asked.append((_SAVED_DRAFTS, {"allocation_id": hold.id}))
+    if outcome == AcceptOutcome.submitted and hold.debrief_text_id is not None:
+        asked.append((_TEXT_BY_ID, {"id": hold.debrief_text_id}))
+    images, *more = execute_together(session, asked, commit=True)
+    saved = more[0] if outcome == AcceptOutcome.resumed else ()
+    debrief = more[0].one() if outcome == AcceptOutcome.submitted and more else None
     return Accepted(
         outcome=outcome,
-        assignment_public_id=public_id,
+        assignment_public_id=hold.public_id,
         class_names=list(study.class_names),
         expires_at=hold.expires_at,
-        item_images=tuple(images),
-        saved=saved,
-        debrief=given_debrief(session, hold) if outcome == AcceptOutcome.submitted else None,
+        item_images=tuple(images.scalars()),
+        saved=tuple(LabelInput(*row) for row in saved),
+        debrief=None if debrief is None else ShownText.of(debrief),
     )
 
 
-def _get_or_create_worker(session: Database, worker: WorkerRef) -> int:
-    """The person's row id, the row locked: their claims take turns (allocation rule 8).
+def _worker_question(session: Database, worker: WorkerRef) -> Call:
+    """The person's row id, the row created if need be and locked: their claims take turns
+    (allocation rule 8).
 
     One upsert: ON CONFLICT DO UPDATE locks the existing row as FOR UPDATE would (on SQLite
     the write lock is already held), and a concurrent twin's insert waits for it."""
     statement = _worker_upsert(dialect_name(session))
-    values = {"source": worker.source, "external_id": worker.external_id}
-    return session.execute(statement, values).scalar_one()
+    return statement, {"source": worker.source, "external_id": worker.external_id}
 
 
 @functools.cache
@@ -496,24 +508,10 @@ def _allocation_update(*columns: str) -> Any:
 
 # Built once, like every statement of accept and submit: constructing one per call cost more
 # CPU than running it (0.32-0.42 ms against 0.12-0.18 ms a query on PostgreSQL).
-_HELD = (
-    select(
-        Allocation.id,
-        Allocation.assignment_id,
-        Allocation.status,
-        Allocation.mturk_assignment_id,
-        Allocation.consent_sha256,
-        Allocation.expires_at,
-        Allocation.debrief_text_id,
-    )
-    .where(
-        Allocation.study_id == bindparam("study_id"),
-        Allocation.worker_id == bindparam("worker_id"),
-    )
-    .with_for_update()
-)
+# Its id is not read back (`inline()`: no RETURNING): the answer to an accept needs none.
 _INSERT_ALLOCATION = (
     insert(_allocations)
+    .inline()
     .values(
         _binds(
             _allocations,
@@ -537,7 +535,6 @@ _INSERT_ALLOCATION = (
             ],
         )
     )
-    .returning(_allocations.c.id)
 )
 _assignments = Assignment.__table__
 _SET_ONE_ASSIGNMENT_STATUS = (
@@ -587,7 +584,6 @@ _STORED_LABELS = select(Label.position, Label.label).where(
     Label.allocation_id == bindparam("allocation_id")
 )
 _TEXT_BY_ID = select(*TEXT_COLUMNS).where(ProtocolText.id == bindparam("id"))
-_PUBLIC_ID = select(Assignment.public_id).where(Assignment.id == bindparam("assignment_id"))
 _ASSIGNMENT_OWNER = (
     select(Worker.external_id)
     .join(Allocation, Allocation.worker_id == Worker.id)
@@ -604,16 +600,20 @@ _ASSIGNMENT_LOCKED = (
     .where(Assignment.public_id == bindparam("public_id"))
     .with_for_update()
 )
-_PERSONS_ALLOCATION_LOCKED = (
+# A person's allocation in a study (what the accept and the submission read of it), locked.
+_PERSONS_ALLOCATION = (
     select(
         Allocation.id,
         Allocation.assignment_id,
+        Assignment.public_id,
         Allocation.status,
         Allocation.mturk_assignment_id,
         Allocation.worker_id,
+        Allocation.consent_sha256,
         Allocation.expires_at,
         Allocation.debrief_text_id,
     )
+    .join(Assignment, Assignment.id == Allocation.assignment_id)
     .join(Worker, Worker.id == Allocation.worker_id)
     .where(
         Allocation.study_id == bindparam("study_id"),
@@ -622,6 +622,8 @@ _PERSONS_ALLOCATION_LOCKED = (
     )
     .with_for_update(of=Allocation)
 )
+# The assignment's items, each with what judging a submission needs (its stimulus, catch
+# trial or not, the true class) and the study's number of classes: one query.
 _SUBMISSION_ITEMS = (
     select(
         AssignmentItem.position,
@@ -677,24 +679,34 @@ def _own_allocation(
     session: Database, assignment_public_id: str, worker: WorkerRef, mturk_assignment_id: str | None
 ) -> tuple[Any, Any]:
     """The assignment and the worker's allocation of it (rows, both locked), or why not."""
+    assignment = _locked_assignment(session, assignment_public_id)
+    allocation = session.execute(*_persons_allocation_question(assignment.study_id, worker))
+    return assignment, _checked_allocation(allocation.first(), assignment, mturk_assignment_id)
+
+
+def _locked_assignment(session: Database, assignment_public_id: str) -> Any:
     assignment = session.execute(_ASSIGNMENT_LOCKED, {"public_id": assignment_public_id}).first()
     if assignment is None:
         raise NotFoundError("no such assignment")
-    allocation = session.execute(
-        _PERSONS_ALLOCATION_LOCKED,
-        {
-            "study_id": assignment.study_id,
-            "source": worker.source,
-            "external_id": worker.external_id,
-        },
-    ).first()
+    return assignment
+
+
+def _persons_allocation_question(study_id: int, worker: WorkerRef) -> Call:
+    """The person's allocation in the study, locked."""
+    values = {"study_id": study_id, "source": worker.source, "external_id": worker.external_id}
+    return _PERSONS_ALLOCATION, values
+
+
+def _checked_allocation(allocation: Any, assignment: Any, mturk_assignment_id: str | None) -> Any:
+    """The answer to `_persons_allocation_question` for the assignment's study, if it is
+    the person's hold of this assignment, under the MTurk assignment it was accepted with."""
     if allocation is None or allocation.assignment_id != assignment.id:
         raise ForbiddenError("this assignment is not allocated to you")
     if allocation.mturk_assignment_id != mturk_assignment_id:
         raise ForbiddenError(
             "the MTurk assignmentId does not match the one this assignment was accepted with"
         )
-    return assignment, allocation
+    return allocation
 
 
 def _submit_once(
@@ -706,10 +718,19 @@ def _submit_once(
     now: datetime,
 ) -> Submitted:
     begin_write(session)
-    assignment, allocation = _own_allocation(
-        session, assignment_public_id, worker, mturk_assignment_id
+    assignment = _locked_assignment(session, assignment_public_id)
+    # Everything else the submission reads, in one round trip on PostgreSQL.
+    held, items_rows, policy_row, debrief_row = execute_together(
+        session,
+        [
+            _persons_allocation_question(assignment.study_id, worker),
+            (_SUBMISSION_ITEMS, {"assignment_id": assignment.id}),
+            attention.policy_question(study_id=assignment.study_id),
+            text_columns_question(study_id=assignment.study_id, kind=TextKind.debrief),
+        ],
     )
-    items = _submission_items(session, assignment.id)
+    allocation = _checked_allocation(held.first(), assignment, mturk_assignment_id)
+    items = items_rows.all()
     stimulus_at = {item.position: item.stimulus_id for item in items}
     num_classes = items[0].num_classes if items else 0
     _validate_labels(labels, positions=set(stimulus_at), num_classes=num_classes)
@@ -721,9 +742,11 @@ def _submit_once(
         raise ConflictError(
             "your time for this assignment ran out and it was given to someone else"
         )
-    policy = attention.current_policy_columns(session, study_id=assignment.study_id)
-    debrief = require_text_columns(session, study_id=assignment.study_id, kind=TextKind.debrief)
-    session.execute(
+    policy = policy_row.first()
+    debrief = required_text(debrief_row.first(), TextKind.debrief)
+    # The writes go with the commit, in one round trip on PostgreSQL (`rendered.defer`).
+    defer(
+        session,
         _INSERT_LABELS,
         [
             {
@@ -738,7 +761,7 @@ def _submit_once(
             for item in labels
         ],
     )
-    session.execute(_DELETE_DRAFTS, {"allocation_id": allocation.id})
+    defer(session, _DELETE_DRAFTS, {"allocation_id": allocation.id})
     late = allocation.status == AllocationStatus.expired  # late, but nobody else has it: take it
     judged, judged_detail, judged_by = attention.verdict(
         labels=[(item.position, item.label, item.response_ms) for item in labels],
@@ -747,7 +770,8 @@ def _submit_once(
             item.position: item.original_label for item in items if item.kind == StimulusKind.catch
         },
     )
-    session.execute(
+    defer(
+        session,
         _SUBMIT_ALLOCATION,
         {
             "allocation_id": allocation.id,
@@ -761,7 +785,8 @@ def _submit_once(
             "debriefed_at": now,
         },
     )
-    session.execute(
+    defer(
+        session,
         _SET_ONE_ASSIGNMENT_STATUS,
         {"assignment_id": assignment.id, "status": AssignmentStatus.submitted},
     )
@@ -781,12 +806,6 @@ def _submit_once(
     )
     session.commit()
     return Submitted(already_submitted=False, num_labels=len(labels), debrief=ShownText.of(debrief))
-
-
-def _submission_items(session: Database, assignment_id: int) -> Sequence[Any]:
-    """The assignment's items, each with what judging a submission needs (its stimulus, catch
-    trial or not, the true class) and the study's number of classes: one query."""
-    return session.execute(_SUBMISSION_ITEMS, {"assignment_id": assignment_id}).all()
 
 
 def draft_values(

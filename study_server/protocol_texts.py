@@ -34,7 +34,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import ProtocolText, TextKind
-from study_server.db.rendered import Database
+from study_server.db.rendered import Call, Database
 from study_server.db.session import begin_write
 from study_server.db.store import find_study, record_event
 from study_server.errors import ConflictError, InvalidInputError, NotFoundError
@@ -174,17 +174,19 @@ def current_text(session: Session, *, study_id: int, kind: TextKind) -> Protocol
 
 
 def require_text(session: Session, *, study_id: int, kind: TextKind) -> ProtocolText:
-    return _required(current_text(session, study_id=study_id, kind=kind), kind)
+    return required_text(current_text(session, study_id=study_id, kind=kind), kind)
 
 
-def require_text_columns(db: Database, *, study_id: int, kind: TextKind) -> Any:
-    """`require_text` as a row of `TEXT_COLUMNS`: for the accept and the submission, written
-    for a Session and a driver connection alike."""
-    text = db.execute(_CURRENT_TEXT_COLUMNS, {"study_id": study_id, "kind": kind}).first()
-    return _required(text, kind)
+def text_columns_question(*, study_id: int, kind: TextKind) -> Call:
+    """The study's current text as a row of `TEXT_COLUMNS` (what the accept and the
+    submission read of it), as a statement to send with others (`rendered.execute_together`);
+    `required_text` checks the answer."""
+    return _CURRENT_TEXT_COLUMNS, {"study_id": study_id, "kind": kind}
 
 
-def _required(text: T | None, kind: TextKind) -> T:
+def required_text(text: T | None, kind: TextKind) -> T:
+    """`text` (a study's current text of that kind, the answer to `text_columns_question`
+    among others), or why there is none."""
     if text is None:
         raise NotFoundError(f"this study has no {kind.value} text")
     return text
@@ -275,12 +277,12 @@ def attach_files(
     return done
 
 
-def check_consent(session: Database, *, study_id: int, sha256: str) -> Any:
-    """The consent version a person agreed to (a row of `TEXT_COLUMNS`), if `sha256` is the
-    study's current one."""
-    current = require_text_columns(session, study_id=study_id, kind=TextKind.consent)
+def checked_consent(db: Database, current: Any, *, study_id: int, sha256: str) -> Any:
+    """The consent version a person agreed to, if `sha256` is the study's current one.
+    `current`: the answer to `text_columns_question` for the consent text."""
+    current = required_text(current, TextKind.consent)
     if sha256 != current.sha256:
-        older = session.scalar(_OLDER_CONSENT, {"study_id": study_id, "sha256": sha256})
+        older = db.scalar(_OLDER_CONSENT, {"study_id": study_id, "sha256": sha256})
         what = (
             f"version {older} of the consent text, which was replaced by version {current.version}"
             if older is not None

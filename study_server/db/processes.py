@@ -1,9 +1,9 @@
 """Database work in processes of their own: the accepts and submissions on PostgreSQL.
 
-Why: an accept is some 14 round trips to PostgreSQL (13 statements and the commit), a
-submission about as many. Run in the server's thread pool, each round trip waits for
-Python's lock, which the event loop holds while it serves the images and label saves, and
-the reply waits for a turn of that loop. Under 50 clients each hand-over cost 10-30 ms, so
+Why: an accept was some 14 round trips to PostgreSQL (13 statements and the commit), a
+submission about as many (5 and 4 since, `rendered.execute_together`). Run in the server's
+thread pool, each round trip waits for Python's lock, which the event loop holds while it
+serves the images and label saves, and the reply waits for a turn of that loop. Under 50 clients each hand-over cost 10-30 ms, so
 accepts set the study's p99 at 2.6-3.2x a bare endpoint's while taking a few ms of CPU
 (docs/benchmarks.md, fourth round). Here the round trips happen in a process with its own
 lock and nothing else to do, and the event loop sees one message out and one back: no thread
@@ -18,11 +18,16 @@ A process that dies fails its job with `ProcessLost` and is replaced.
 
 The processes are started from a fork server that has imported `preload` once, so starting
 one costs a fork, not an interpreter's start-up: cheap enough for every app, tests included.
+Before it says it is ready, a process renders the statements of `preload`'s package and
+freezes what it holds out of the garbage collector's sight (`serve_jobs`): a study's first
+claims arrive together, and the first job would otherwise pay 50-90 ms for the rendering
+while the others queued behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -107,6 +112,8 @@ class DatabaseProcesses:
         self.database_url = database_url
         self.size = size
         self.preload = tuple(preload)
+        # Whose module statements a process renders before it says it is ready.
+        self._packages = tuple(sorted({module.partition(".")[0] for module in preload}))
         self._opened = False
         self._closing = False
         self._workers: list[_Worker] = []
@@ -181,7 +188,7 @@ class DatabaseProcesses:
         ours, theirs = context.Pipe(duplex=True)
         process = context.Process(
             target=serve_jobs,
-            args=(self.database_url, theirs),
+            args=(self.database_url, theirs, self._packages),
             name="advcritic-db-process",
             daemon=True,
         )
@@ -304,11 +311,13 @@ def _stop(process: BaseProcess) -> None:
         process.join()
 
 
-def serve_jobs(database_url: str, connection: Connection) -> None:
-    """A database process's whole life: reach the database, say so, then run jobs until the
-    server closes the pipe. Ctrl-C in a terminal reaches the whole process group; the server
-    decides when its processes stop, so they ignore it, and SIGTERM to the group: they end
-    when the server closes their pipe, or are killed `STOP_TIMEOUT_S` later."""
+def serve_jobs(database_url: str, connection: Connection, packages: Sequence[str] = ()) -> None:
+    """A database process's whole life: reach the database, render the statements of
+    `packages`, say it is ready, then run jobs until the server closes the pipe.
+
+    Ctrl-C in a terminal reaches the whole process group; the server decides when its
+    processes stop, so they ignore it, and SIGTERM to the group: they end when the server
+    closes their pipe, or are killed `STOP_TIMEOUT_S` later."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a service manager's stop of the group
     try:
@@ -316,6 +325,9 @@ def serve_jobs(database_url: str, connection: Connection) -> None:
         renderings = Renderings(engine.dialect)
         with driver_statements(engine, renderings):
             pass  # one connection made now, not by the first accept
+        for package in packages:  # of the jobs' modules, which the fork server imported
+            renderings.render_module_statements(package)
+        gc.freeze()  # what lives as long as the process: no full collection walks it again
     except Exception as error:
         connection.send_bytes(_pickled(_Failure.of(error)))
         return

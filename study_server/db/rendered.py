@@ -13,18 +13,30 @@ names, `UTCDateTime`, JSON) to its parameters and its rows. SQLite keeps SQLAlch
 and runs on a Session (SQLite, and any caller that holds one) or on a driver connection.
 Those operations use Core statements only: a driver row is a named tuple, never an ORM
 object, and nothing is flushed behind a statement's back.
+
+Round trips: an accept was 15 of them and a submission 12, each a wake-up of PostgreSQL and
+of the process waiting for it, which on a busy machine costs more than the statement. So a
+driver connection sends several statements in one round trip (psycopg's pipeline mode):
+reads whose answers do not depend on each other (`execute_together`), and writes whose answer
+nobody reads (`defer`), which go with the next statement that answers, or with the commit. An
+accept is now 5 round trips and a submission 4 (tests/server/test_rendered.py counts them).
+On a Session both run one statement after another, as written: the same results, in the
+same order.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
@@ -131,6 +143,30 @@ class Renderings:
                 self._rendered[statement] = rendered
         return rendered
 
+    def __contains__(self, statement: Executable) -> bool:
+        return statement in self._rendered
+
+    def render_module_statements(self, package: str) -> int:
+        """Render now every statement built as a module constant in the loaded modules of
+        `package` (how the hot paths build theirs), and configure the ORM's mappers, which
+        the first statement built from a model would do: in a new database process the
+        first accept otherwise paid 50-90 ms for both, and the first claims of a study
+        arrive together. The number of statements rendered."""
+        configure_mappers()
+        statements = [
+            value
+            for name, module in list(sys.modules.items())
+            if module is not None and (name == package or name.startswith(f"{package}."))
+            for value in vars(module).values()
+            if isinstance(value, Executable)
+        ]
+        for statement in statements:
+            try:
+                self(statement)
+            except ValueError:  # one that needs Python-side defaults, refused here at its use
+                continue
+        return len(statements)
+
 
 class Scalars:
     """The first column of each row (what `Session.scalars` answers)."""
@@ -192,6 +228,10 @@ class Database(Protocol):
     def rollback(self) -> None: ...
 
 
+# One statement to run: what it is, and its parameters (a list: one run for each).
+Call = tuple[Executable, Mapping[str, Any] | list[Mapping[str, Any]] | None]
+
+
 class DriverStatements:
     """Core statements on one psycopg connection, in its transaction (not autocommit)."""
 
@@ -199,7 +239,8 @@ class DriverStatements:
 
     def __init__(self, connection: psycopg.Connection, renderings: Renderings) -> None:
         self.connection = connection
-        self._renderings = renderings
+        self.renderings = renderings
+        self._deferred: list[tuple[RenderedStatement, Any]] = []
 
     def execute(
         self,
@@ -207,13 +248,48 @@ class DriverStatements:
         params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
     ) -> Rows:
         """Like `Session.execute`: a list of parameter sets runs the statement once for each."""
-        rendered = self._renderings(statement)
+        return self.execute_together([(statement, params)])[0]
+
+    def execute_together(self, calls: Sequence[Call], *, commit: bool = False) -> list[Rows]:
+        """Each call's rows, the calls (after any deferred writes) sent in one round trip and
+        run in order; `commit`: the COMMIT goes with them. Where one fails, the error is
+        raised and nothing after it ran."""
+        runs = [*self._deferred, *((self.renderings(s), p) for s, p in calls)]
+        self._deferred.clear()  # sent now, whatever happens: a failure rolls them back
+        if len(runs) == 1 and not commit:  # alone: no pipeline to pay for
+            cursors = [self._send(*runs[0])]
+        else:
+            with self.connection.pipeline():
+                cursors = [self._send(*run) for run in runs]
+                if commit and self.connection.info.transaction_status != TransactionStatus.IDLE:
+                    # As a statement of the pipeline: `Connection.commit()` there waits for
+                    # its answer, and leaving the pipeline then waits once more.
+                    self.connection.execute("COMMIT")
+        answered = len(runs) - len(calls)
+        return [
+            self._rows(rendered, cursor)
+            for (rendered, _), cursor in zip(runs[answered:], cursors[answered:], strict=True)
+        ]
+
+    def defer(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Run `statement` with the next round trip (a statement that answers, or the
+        commit): for a write whose answer nobody reads. Its error, if any, is raised there."""
+        self._deferred.append((self.renderings(statement), params))
+
+    def _send(self, rendered: RenderedStatement, params: Any) -> psycopg.Cursor:
         if isinstance(params, list) and params:  # several runs (an insert of many rows)
-            with self.connection.cursor() as cursor:
-                cursor.executemany(rendered.sql, [rendered.parameters(p) for p in params])
-            return Rows([])
+            cursor = self.connection.cursor()
+            cursor.executemany(rendered.sql, [rendered.parameters(p) for p in params])
+            return cursor
         sql, parameters = rendered.sql_and_parameters(params or {})
-        cursor = self.connection.execute(sql, parameters, prepare=rendered.preparable)
+        return self.connection.execute(sql, parameters, prepare=rendered.preparable)
+
+    @staticmethod
+    def _rows(rendered: RenderedStatement, cursor: psycopg.Cursor) -> Rows:
         if cursor.description is None:
             return Rows([])
         return Rows(rendered.rows(cursor.fetchall(), cursor.description))
@@ -225,10 +301,39 @@ class DriverStatements:
         return self.execute(statement, params or {}).scalars()
 
     def commit(self) -> None:
-        self.connection.commit()
+        """Commit, the deferred writes sent with the COMMIT in one round trip."""
+        if self._deferred:
+            self.execute_together([], commit=True)
+        else:
+            self.connection.commit()
 
     def rollback(self) -> None:
+        self._deferred.clear()
         self.connection.rollback()
+
+
+def execute_together(db: Database, calls: Sequence[Call], *, commit: bool = False) -> list[Rows]:
+    """Each call's rows (statements that return rows), then the commit if `commit`: on a
+    driver connection in one round trip, on a Session one after another."""
+    if isinstance(db, DriverStatements):
+        return db.execute_together(calls, commit=commit)
+    answers = [Rows(db.execute(statement, params).all()) for statement, params in calls]
+    if commit:
+        db.commit()
+    return answers
+
+
+def defer(
+    db: Database,
+    statement: Executable,
+    params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+) -> None:
+    """A write whose answer nobody reads: on a driver connection sent with the next round
+    trip (`DriverStatements.defer`), on a Session run at once."""
+    if isinstance(db, DriverStatements):
+        db.defer(statement, params)
+    else:
+        db.execute(statement, params)
 
 
 def dialect_name(db: Database) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from study_server.db.models import Assignment, Event, Study
-from study_server.db.rendered import Database
+from study_server.db.rendered import Database, defer
 from study_server.errors import NotFoundError
 
 T = TypeVar("T")
@@ -133,8 +133,10 @@ def record_event(
 
     Written at once on the table, not added to the session: nobody reads an event back as an
     object, and the ORM's insert at the flush cost more CPU than the statement (every accept
-    and submission records one)."""
-    session.execute(
+    and submission records one). On a driver connection it goes with the next round trip
+    (`rendered.defer`)."""
+    defer(
+        session,
         _INSERT_EVENT,
         {
             "study_id": study_id,

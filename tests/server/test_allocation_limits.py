@@ -406,8 +406,7 @@ def test_holds_that_end_between_two_questions_ask_the_claim_to_come_back():
     end (expire, be flagged) between asking which they are and counting their claims. The
     claim then waits a second (409, Retry-After), instead of failing with a server error."""
     answers = {
-        allocation_rules._DRAWN_BY_HIT: [(7,)],  # the HIT drew assignment 7...
-        allocation_rules._POOL_NEXT: [],  # ...the pool is empty...
+        allocation_rules._POOL_NEXT: [],  # the HIT drew assignment 7, the pool is empty...
         allocation_rules._DRAWN_BY_CROWDED_HITS: [],
         allocation_rules._CLAIMS_ON: [],  # ...and by the next statement 7's holds had ended
     }
@@ -423,7 +422,7 @@ def test_holds_that_end_between_two_questions_ask_the_claim_to_come_back():
         allocation_rules.choose_assignment(
             Answers(),
             study_id=1,
-            hit_id="H0",
+            drawn=[7],
             now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
             policy=AllocationPolicy(timeout=timedelta(hours=1)),
         )

@@ -3,20 +3,27 @@ through SQLAlchemy: same parameters sent, same rows read back, same rows stored.
 
 from __future__ import annotations
 
+import itertools
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg import pq
 from sqlalchemy import bindparam, column, func, insert, select, text
 
 from study_server.allocation import AllocationPolicy
 from study_server.attention import PolicySpec
 from study_server.db.models import (
     Allocation,
+    Assignment,
     AttentionPolicy,
     Event,
     Label,
     LabelDraft,
+    Study,
     Verification,
     Worker,
     WorkerSource,
@@ -26,12 +33,17 @@ from study_server.db.rendered import (
     DriverStatements,
     RenderedStatement,
     Renderings,
+    defer,
     driver_statements,
+    execute_together,
 )
 from study_server.db.session import create_db_engine, create_session_factory
+from study_server.db.store import _INSERT_EVENT
 from study_server.errors import ConflictError, ForbiddenError
 from study_server.importer import Protocol
 from study_server.operations import (
+    _INSERT_ALLOCATION,
+    _INSERT_LABELS,
     AcceptOutcome,
     Claimant,
     LabelInput,
@@ -266,10 +278,114 @@ def test_after_a_database_restart_one_use_fails_and_the_pool_is_renewed(engine):
 
 
 def test_inserts_nobody_reads_back_return_nothing(engine):
-    """An event, a submission's labels: compiled once for PostgreSQL an INSERT would return
+    """An event, a submission's labels, a hold: compiled once for PostgreSQL an INSERT would return
     its new keys (every label's, in an insert of many), which nothing reads."""
-    from study_server.db.store import _INSERT_EVENT
-    from study_server.operations import _INSERT_LABELS
-
-    for statement in (_INSERT_EVENT, _INSERT_LABELS):
+    for statement in (_INSERT_EVENT, _INSERT_LABELS, _INSERT_ALLOCATION):
         assert "RETURNING" not in RenderedStatement(statement, engine.dialect).sql
+
+
+@contextmanager
+def _waits(db: DriverStatements) -> Iterator[list[int]]:
+    """How many times the connection waited for PostgreSQL inside the block (libpq's trace
+    of the protocol: each turn from the client's messages to the server's answers)."""
+    counted: list[int] = []
+    with tempfile.TemporaryFile() as trace:
+        db.connection.pgconn.trace(trace.fileno())
+        db.connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield counted
+        finally:
+            db.connection.pgconn.untrace()
+        trace.seek(0)
+        senders = [line[:1] for line in trace.read().decode().splitlines() if line]
+    counted.append(sum(1 for pair in itertools.pairwise(senders) if pair == ("F", "B")))
+
+
+def test_an_accept_and_a_submission_wait_for_postgresql_a_few_times(
+    engine, postgres_database_url, small_bundle
+):
+    """Statement by statement, a new hold was 15 round trips and a submission 12. Sent
+    together (`execute_together`, `defer`): the BEGIN psycopg sends alone, the study, every
+    check's question, the pick from the pool, then the writes, the images and the COMMIT.
+    The second person's count: by then every statement is prepared on the connection."""
+    study = import_study(postgres_database_url, small_bundle, items_per_assignment=5)
+    register_hits(postgres_database_url, study.slug, ["HIT1", "HIT2"])
+    consent = consent_sha256(postgres_database_url, study.slug)
+    waits = []
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        for n in (1, 2):
+            with _waits(db) as accepting:
+                accepted = accept(
+                    session=db, study_slug=study.slug, claimant=_claim(n), consent_sha256=consent,
+                    now=NOW, policy=POLICY,
+                )  # fmt: skip
+            with _waits(db) as resuming:
+                again = accept(
+                    session=db, study_slug=study.slug, claimant=_claim(n), consent_sha256=consent,
+                    now=NOW, policy=POLICY,
+                )  # fmt: skip
+            with _waits(db) as submitting:
+                stored = submit(
+                    session=db, assignment_public_id=accepted.assignment_public_id,
+                    worker=_claim(n).worker, mturk_assignment_id=f"A{n}",
+                    labels=[LabelInput(p, 1, 900) for p in range(len(accepted.item_images))],
+                    now=NOW,
+                )  # fmt: skip
+            assert again.outcome == AcceptOutcome.resumed and stored.num_labels == 5
+            waits.append((*accepting, *resuming, *submitting))
+    assert waits[1] == (5, 4, 4)
+
+
+def test_a_deferred_write_goes_with_the_next_statement_and_a_rollback_drops_it(engine):
+    events = select(func.count()).select_from(Event)
+    new_event = {"study_id": None, "kind": "k", "worker_external_id": None}
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        before = db.scalar(events)
+        db.rollback()
+        with _waits(db) as waited:
+            defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+            seen = db.scalar(events)
+        assert seen == before + 1 and waited == [2]  # BEGIN, then the insert with the count
+        defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+        db.rollback()  # the second was never sent; the first is rolled back
+        assert db.scalar(events) == before
+        defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+        with _waits(db) as waited:
+            db.commit()
+        assert waited == [1]  # the insert and the COMMIT together
+        assert db.scalar(events) == before + 1
+        db.rollback()
+
+
+def test_a_deferred_write_that_fails_fails_the_next_round_trip(engine):
+    """Its error is raised there, nothing after it ran, and the transaction rolls back."""
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        label = ("allocation_id", "assignment_id", "stimulus_id", "worker_id", "position")
+        values = {**dict.fromkeys(label, 0), "label": 1, "response_ms": 1}  # no allocation 0
+        defer(db, _INSERT_LABELS, values)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            execute_together(db, [(select(func.count()).select_from(Event), {})])
+        db.rollback()
+        assert db.scalar(select(func.count()).select_from(Label)) == 0
+        db.rollback()
+
+
+def test_questions_sent_together_answer_as_one_at_a_time(
+    engine, postgres_database_url, small_bundle
+):
+    """On a driver connection in one round trip, on a Session one after another: the same
+    rows, in the order asked, an empty answer included."""
+    study = import_study(postgres_database_url, small_bundle, items_per_assignment=5)
+    questions = [
+        (select(Study.id, Study.slug).where(Study.slug == bindparam("slug")), {"slug": study.slug}),
+        (select(Study.id).where(Study.slug == bindparam("slug")), {"slug": "nobody"}),
+        (select(func.count()).select_from(Assignment), {}),
+    ]
+    with create_session_factory(engine)() as session:
+        one_at_a_time = [answer.all() for answer in execute_together(session, questions)]
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        with _waits(db) as waited:
+            together = [answer.all() for answer in execute_together(db, questions)]
+        db.rollback()
+    assert together == [[tuple(row) for row in rows] for rows in one_at_a_time]
+    assert together[1] == [] and waited == [2]  # psycopg's BEGIN alone, then the three
