@@ -284,8 +284,9 @@ def refresh_assignments(session: Database, assignment_ids: Iterable[int]) -> Non
 
 
 def overdue_question(*, study_id: int, now: datetime) -> Call:
-    """Rule 2: the study's holds past their deadline (their ids, locked; one another accept
-    has locked is left to it), a statement to send with others; `expire` ends them."""
+    """Rule 2: the study's holds past their deadline (their ids; each locked with its
+    assignment, and one whose rows another transaction holds is left to it), a statement to
+    send with others; `expire` ends them."""
     return _OVERDUE, {"study_id": study_id, "now": now}
 
 
@@ -414,15 +415,18 @@ _DRAWN_BY_HIT = (
     )
     .distinct()
 )
+# The overdue holds' assignments are locked with them: `expire` updates those rows, and a
+# submission locks its assignment before the person's hold, as the accept must too.
 _OVERDUE = (
     select(Allocation.id)
+    .join(Assignment, Assignment.id == Allocation.assignment_id)
     .where(
         Allocation.study_id == bindparam("study_id"),
         Allocation.status == AllocationStatus.active,
         Allocation.expires_at < bindparam("now"),
     )
     .order_by(Allocation.id)
-    .with_for_update(skip_locked=True)
+    .with_for_update(of=(Allocation, Assignment), skip_locked=True)
 )
 _ASSIGNMENT_LOCKED = (
     select(*ASSIGNMENT_COLUMNS).where(Assignment.id == bindparam("id")).with_for_update()

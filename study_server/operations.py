@@ -251,9 +251,13 @@ def _accept_once(
     study = study_columns(session, study_slug)
     worker, mturk = claimant.worker, claimant.mturk
     lab = worker.source == WorkerSource.local
+    if lab and (invite is None or not invite.opens(study.id, study.experiment_id)):
+        raise ForbiddenError("this invitation code is not one of this study")  # nothing locked
     # Everything the checks below read, in one round trip on PostgreSQL, the locks taken in
     # this order: the HIT's row (claims of one HIT take turns, so what it drew is read after
-    # it), the overdue holds, the person's row (their claims take turns), then their hold.
+    # it), the overdue holds with their assignments, the person's row (their claims take
+    # turns), then their hold. A claim refused below (its consent text replaced, a HIT of
+    # another study) has held them for that round trip, and rolls back.
     of_mturk = (
         [
             rules.hit_question(mturk.hit_id),
@@ -290,8 +294,6 @@ def _accept_once(
         )
         drawn = drawn_rows.scalars().all()
         _check_mturk_assignment(owner.scalar(), mturk=mturk, worker=worker)
-    elif lab and (invite is None or not invite.opens(study.id, study.experiment_id)):
-        raise ForbiddenError("this invitation code is not one of this study")
     expired = overdue.scalars().all()
     rules.expire(session, study_id=study.id, overdue=expired)
     worker_id = worker_row.scalar_one()

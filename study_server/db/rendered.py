@@ -26,6 +26,7 @@ same order.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -124,6 +125,8 @@ class RenderedStatement:
         ]
 
 
+log = logging.getLogger(__name__)
+
 # More distinct statements than the code builds: past this, one was built per call.
 MAX_RENDERINGS = 1000
 
@@ -163,8 +166,8 @@ class Renderings:
         for statement in statements:
             try:
                 self(statement)
-            except ValueError:  # one that needs Python-side defaults, refused here at its use
-                continue
+            except Exception as error:  # rendered (or refused) at its first use, as before
+                log.debug("not rendered ahead: %s", error)
         return len(statements)
 
 
@@ -264,7 +267,7 @@ class DriverStatements:
                 if commit and self.connection.info.transaction_status != TransactionStatus.IDLE:
                     # As a statement of the pipeline: `Connection.commit()` there waits for
                     # its answer, and leaving the pipeline then waits once more.
-                    self.connection.execute("COMMIT")
+                    self.connection.execute("COMMIT", prepare=False)
         answered = len(runs) - len(calls)
         return [
             self._rows(rendered, cursor)

@@ -49,6 +49,7 @@ from study_server.operations import (
     LabelInput,
     MTurkContext,
     WorkerRef,
+    _retrying,
     accept,
     submit,
 )
@@ -336,20 +337,28 @@ def test_an_accept_and_a_submission_wait_for_postgresql_a_few_times(
     assert waits[1] == (5, 4, 4)
 
 
+# A label of an allocation that does not exist: refused by its foreign key.
+_LABEL_KEYS = ("allocation_id", "assignment_id", "stimulus_id", "worker_id", "position")
+_NO_SUCH_ALLOCATION = {**dict.fromkeys(_LABEL_KEYS, 0), "label": 1, "response_ms": 1}
+_AN_EVENT = {
+    "study_id": None, "kind": "k", "worker_external_id": None, "assignment_id": None,
+    "detail": {},
+}  # fmt: skip
+
+
 def test_a_deferred_write_goes_with_the_next_statement_and_a_rollback_drops_it(engine):
     events = select(func.count()).select_from(Event)
-    new_event = {"study_id": None, "kind": "k", "worker_external_id": None}
     with driver_statements(engine, Renderings(engine.dialect)) as db:
         before = db.scalar(events)
         db.rollback()
         with _waits(db) as waited:
-            defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+            defer(db, _INSERT_EVENT, _AN_EVENT)
             seen = db.scalar(events)
         assert seen == before + 1 and waited == [2]  # BEGIN, then the insert with the count
-        defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+        defer(db, _INSERT_EVENT, _AN_EVENT)
         db.rollback()  # the second was never sent; the first is rolled back
         assert db.scalar(events) == before
-        defer(db, _INSERT_EVENT, {**new_event, "assignment_id": None, "detail": {}})
+        defer(db, _INSERT_EVENT, _AN_EVENT)
         with _waits(db) as waited:
             db.commit()
         assert waited == [1]  # the insert and the COMMIT together
@@ -358,15 +367,12 @@ def test_a_deferred_write_goes_with_the_next_statement_and_a_rollback_drops_it(e
 
 
 def test_a_deferred_write_that_fails_fails_the_next_round_trip(engine):
-    """Its error is raised there, nothing after it ran, and the transaction rolls back."""
+    """Its error is raised there, and nothing after it ran: the count is not answered."""
     with driver_statements(engine, Renderings(engine.dialect)) as db:
-        label = ("allocation_id", "assignment_id", "stimulus_id", "worker_id", "position")
-        values = {**dict.fromkeys(label, 0), "label": 1, "response_ms": 1}  # no allocation 0
-        defer(db, _INSERT_LABELS, values)
+        defer(db, _INSERT_LABELS, _NO_SUCH_ALLOCATION)
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             execute_together(db, [(select(func.count()).select_from(Event), {})])
-        db.rollback()
-        assert db.scalar(select(func.count()).select_from(Label)) == 0
+        assert db.connection.info.transaction_status == pq.TransactionStatus.INERROR
         db.rollback()
 
 
@@ -389,3 +395,120 @@ def test_questions_sent_together_answer_as_one_at_a_time(
         db.rollback()
     assert together == [[tuple(row) for row in rows] for rows in one_at_a_time]
     assert together[1] == [] and waited == [2]  # psycopg's BEGIN alone, then the three
+
+
+def test_a_person_back_after_their_own_deadline_gets_a_new_hold_on_either_connection(
+    engine, postgres_database_url, small_bundle
+):
+    """Their hold is read in the same round trip as the overdue ones, before this very
+    accept ends it: it must count as ended (a new hold, its saved labels gone), not resume."""
+    study = import_study(postgres_database_url, small_bundle, items_per_assignment=5)
+    register_hits(postgres_database_url, study.slug, ["HIT1", "HIT2"])
+    consent = consent_sha256(postgres_database_url, study.slug)
+    late = NOW + POLICY.timeout + timedelta(seconds=1)
+    connections = {
+        1: lambda: create_session_factory(engine)(),
+        2: lambda: driver_statements(engine, Renderings(engine.dialect)),
+    }
+    for n, connect in connections.items():
+        with connect() as db:
+            first = accept(
+                session=db, study_slug=study.slug, claimant=_claim(n), consent_sha256=consent,
+                now=NOW, policy=POLICY,
+            )  # fmt: skip
+        with engine.begin() as connection:
+            held = connection.scalar(
+                select(Allocation.id)
+                .join(Worker, Worker.id == Allocation.worker_id)
+                .where(Worker.external_id == f"W{n}")
+            )
+            connection.execute(
+                insert(LabelDraft).values(
+                    allocation_id=held, position=0, label=1, response_ms=900, saved_at=NOW
+                )
+            )
+        with connect() as db:
+            back = accept(
+                session=db, study_slug=study.slug, claimant=_claim(n), consent_sha256=consent,
+                now=late, policy=POLICY,
+            )  # fmt: skip
+        assert back.outcome == AcceptOutcome.allocated and back.saved == ()
+        assert back.expires_at == late + POLICY.timeout > first.expires_at
+        stored = _stored(engine, f"W{n}")
+        assert stored["drafts"] is None and stored["allocation"]["status"].value == "active"
+        assert [d["again_after_expiry"] for k, d in stored["events"] if k == "allocated"] == [
+            False,
+            True,
+        ]
+
+
+def test_a_deferred_write_that_fails_at_the_commit_leaves_the_connection_usable(engine):
+    """The COMMIT sent after it is skipped, the transaction is left failed for the caller's
+    rollback, and a failure worth retrying runs the whole operation again (`_retrying`)."""
+    conflict = text("DO $$ BEGIN RAISE EXCEPTION 'busy' USING ERRCODE = '40001'; END $$")
+    events = select(func.count()).select_from(Event)
+    with driver_statements(engine, Renderings(engine.dialect)) as db:
+        defer(db, _INSERT_LABELS, _NO_SUCH_ALLOCATION)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            db.commit()
+        assert db.connection.info.transaction_status == pq.TransactionStatus.INERROR
+        db.rollback()
+        count = db.scalar(events)
+        db.rollback()
+        attempts: list[int] = []
+
+        def operation() -> int:
+            attempts.append(1)
+            defer(db, _INSERT_EVENT, {**_AN_EVENT, "kind": f"attempt {len(attempts)}"})
+            if len(attempts) == 1:
+                defer(db, conflict)
+            found = db.scalar(events)
+            db.commit()
+            return found
+
+        assert _retrying(db, operation) == count + 1 and len(attempts) == 2
+        kinds = db.scalars(select(Event.kind).order_by(Event.id.desc()).limit(1)).all()
+        assert kinds == ["attempt 2"]  # the first attempt's event was rolled back
+        db.rollback()
+
+
+def test_an_accept_leaves_an_overdue_hold_whose_assignment_another_transaction_holds(
+    engine, postgres_database_url, small_bundle
+):
+    """A submission locks its assignment, then the person's hold; an accept locks the
+    person's hold before it ends overdue ones. So the accept must not wait for the
+    assignment of an overdue hold (a submission may hold it, waiting for the accept's
+    locks: a deadlock): that hold is left to a later accept, which ends it."""
+    study = import_study(postgres_database_url, small_bundle, items_per_assignment=5)
+    register_hits(postgres_database_url, study.slug, ["HIT1", "HIT2", "HIT3"])
+    consent = consent_sha256(postgres_database_url, study.slug)
+    late = NOW + POLICY.timeout + timedelta(seconds=1)
+    renderings = Renderings(engine.dialect)
+
+    def take(n: int, at: datetime):
+        with driver_statements(engine, renderings) as db:
+            db.connection.execute("SET lock_timeout = '5s'")  # fail, rather than hang
+            return accept(
+                session=db, study_slug=study.slug, claimant=_claim(n), consent_sha256=consent,
+                now=at, policy=POLICY,
+            )  # fmt: skip
+
+    first = take(1, NOW)
+    status_of_1 = (
+        select(Allocation.status)
+        .join(Worker, Worker.id == Allocation.worker_id)
+        .where(Worker.external_id == "W1")
+    )
+    with engine.connect() as submitting:  # holds the overdue hold's assignment meanwhile
+        submitting.execute(
+            select(Assignment.id)
+            .where(Assignment.public_id == first.assignment_public_id)
+            .with_for_update()
+        )
+        assert take(2, late).outcome == AcceptOutcome.allocated
+        with engine.connect() as reading:
+            assert reading.scalar(status_of_1).value == "active"  # left to a later accept
+        submitting.rollback()
+    assert take(3, late).outcome == AcceptOutcome.allocated
+    with engine.connect() as reading:
+        assert reading.scalar(status_of_1).value == "expired"
