@@ -416,9 +416,15 @@ def _mturk_values(mturk: MTurkContext | None) -> dict[str, Any]:
 
 def given_debrief(session: Database, allocation: Any) -> ShownText | None:
     """The debrief recorded with a submission (None before 0005's protocol existed)."""
+    question = _debrief_question(allocation)
+    return None if question is None else ShownText.of(session.execute(*question).one())
+
+
+def _debrief_question(allocation: Any) -> Call | None:
+    """The text of the debrief recorded with a submission; None: there is none."""
     if allocation.debrief_text_id is None:
         return None
-    return ShownText.of(session.execute(_TEXT_BY_ID, {"id": allocation.debrief_text_id}).one())
+    return _TEXT_BY_ID, {"id": allocation.debrief_text_id}
 
 
 def _owner_question(mturk: MTurkContext) -> Call:
@@ -448,11 +454,12 @@ def _accepted(session: Database, study: Any, hold: Any, outcome: AcceptOutcome) 
     asked: list[Call] = [(_ITEM_IMAGES, {"assignment_id": hold.assignment_id})]
     if outcome == AcceptOutcome.resumed:
         asked.append((_SAVED_DRAFTS, {"allocation_id": hold.id}))
-    if outcome == AcceptOutcome.submitted and hold.debrief_text_id is not None:
-        asked.append((_TEXT_BY_ID, {"id": hold.debrief_text_id}))
+    debrief_question = _debrief_question(hold) if outcome == AcceptOutcome.submitted else None
+    if debrief_question is not None:
+        asked.append(debrief_question)
     images, *more = execute_together(session, asked, commit=True)
     saved = more[0] if outcome == AcceptOutcome.resumed else ()
-    debrief = more[0].one() if outcome == AcceptOutcome.submitted and more else None
+    debrief = more[0].one() if debrief_question is not None else None
     return Accepted(
         outcome=outcome,
         assignment_public_id=hold.public_id,

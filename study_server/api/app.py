@@ -14,7 +14,6 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
 from sqlalchemy.orm import configure_mappers
 
 from study_server.api.clients import ClientGate, RateLimit
@@ -35,16 +34,19 @@ DB_PROCESS_PRELOAD = ("study_server.api.routes.labeling",)
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
-def _warm_up(engine: Engine, loop_db: LoopDatabase | None) -> None:
+def _warm_up(app: FastAPI) -> None:
     """Before the first request, what it would otherwise do while the others wait behind
     it: configure the ORM's mappers, compile the templates, render the hot statements and
     open a pooled connection. A study's first people arrive together; the first of 50
     pages asked at once took 60-90 ms, and so did the 49 behind it (bench/server.py)."""
+    state = app.state
     configure_mappers()
     pages.compile_templates()
-    if loop_db is not None:
-        loop_db.renderings.render_module_statements(__package__.partition(".")[0])
-    with engine.connect():
+    if state.loop_db is not None:
+        state.loop_db.renderings(state.draft_saves.statement)  # half of a study's requests
+        if state.db_processes is None:  # the accepts and submissions run in this process
+            state.loop_db.renderings.render_module_statements(__package__.partition(".")[0])
+    with state.engine.connect():
         pass
 
 
@@ -69,13 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(running: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_threads
         # Per process, so here: each of `serve --workers N` runs this lifespan.
         switch_interval = sys.getswitchinterval()
         try:
             sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
-            _warm_up(engine, loop_db)
+            _warm_up(running)
             if loop_db is not None:
                 await loop_db.open()
             if db_processes is not None:

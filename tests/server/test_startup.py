@@ -30,12 +30,16 @@ def test_the_app_is_ready_before_its_first_request(database_url):
                 "images statement rendered": (
                     loop_db is not None and operations._ITEM_IMAGES in loop_db.renderings
                 ),
+                "saves statement rendered": (
+                    loop_db is not None and app.state.draft_saves.statement in loop_db.renderings
+                ),
             }
 
     state = asyncio.run(ready())
     assert state["compiled templates"] == len(templates.list_templates()) > 0
     assert state["pooled connections"] >= 1 and state["frozen objects"] > 10_000
-    assert state["images statement rendered"] == database_url.startswith("postgresql")
+    on_postgresql = database_url.startswith("postgresql")
+    assert state["images statement rendered"] == state["saves statement rendered"] == on_postgresql
     # Stopped: nothing is kept from the collector (an unfreeze is for the whole process, so
     # another app running in it meanwhile would lose its freeze too; nothing breaks).
     assert gc.get_freeze_count() == 0
